@@ -1,0 +1,223 @@
+"""`Actor`: private state, a bounded mailbox, one message at a time.
+
+Subclass it and override `on_receive`; what `on_receive` returns answers an
+`ask`. The runtime sets the `actor_*` attributes before `on_start`, so they
+are not available in `__init__`.
+
+Example:
+
+    class Counter(Actor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.count = 0
+
+        async def on_receive(self, message: Any) -> Any:
+            if message == "increment":
+                self.count += 1
+            return self.count
+
+    async with ActorSystem() as system:
+        counter = await system.spawn(Counter, name="counter")
+        await counter.tell("increment")
+        assert await counter.ask("get") == 1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+from anyio import EndOfStream, WouldBlock
+from anyio.abc import TaskStatus
+from structlog.contextvars import bind_contextvars
+
+from aegis_actors.errors import ActorStartError
+from aegis_actors.mailbox import WAKE
+from aegis_actors.ref import ActorRef, StopRequest
+
+if TYPE_CHECKING:
+    from aegis_actors.system import ActorSystem
+
+log = structlog.get_logger("aegis_actors.actor")
+
+
+class Actor:
+    """Base class for actors. Override the `on_*` hooks you need."""
+
+    #: This actor's ref (set by the runtime before `on_start`).
+    actor_ref: ActorRef
+    #: The system the actor runs in (set by the runtime before `on_start`).
+    actor_system: ActorSystem
+    #: A structlog logger bound with the actor's path.
+    actor_log: Any
+
+    @property
+    def actor_path(self) -> str:
+        """The actor's path, e.g. `/instance/order-service-1a2b3c4d/heartbeat`."""
+        return self.actor_ref.path
+
+    async def on_start(self) -> None:
+        """Called before the first message; raising here fails the start."""
+
+    async def on_restart(self, reason: BaseException | None) -> None:
+        """Called on a fresh instance that replaces a stopped one, before `on_start`.
+
+        `reason` is what stopped the previous incarnation (or a sibling, under
+        `one_for_all` / `rest_for_one`); None for a normal stop.
+        """
+
+    async def on_receive(self, message: Any) -> Any:
+        """Handle one message; the return value answers an `ask`.
+
+        An exception escaping here crashes the actor; its supervisor decides
+        what happens next. A `Terminated` arrives here for every watched actor
+        that stops for good.
+        """
+        self.actor_log.warning("unhandled message", message_type=type(message).__name__)
+        return None
+
+    async def on_stop(self) -> None:
+        """Called when the actor stops, normally or after a crash, to release resources."""
+
+    def actor_stop(self) -> None:
+        """Stop this actor after the current message (a normal exit)."""
+        self.actor_ref.stop()
+
+    def actor_watch(self, ref: ActorRef) -> None:
+        """Receive a `Terminated` message when `ref` stops for good."""
+        ref.watch(self.actor_ref)
+
+    def actor_unwatch(self, ref: ActorRef) -> None:
+        """Stop watching `ref`."""
+        ref.unwatch(self.actor_ref)
+
+
+ActorFactory = Callable[[], Actor]
+
+
+class Failure:
+    """Return this from `on_receive` to fail an `ask` without crashing the actor.
+
+    The asker's `ask` raises `error`; the actor keeps its state and goes on.
+    (An exception *raised* from `on_receive` crashes the actor instead.)
+    """
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"Failure({self.error!r})"
+
+
+class Incarnation:
+    """One run of an actor instance: what the parent needs to stop or await it."""
+
+    __slots__ = ("actor", "done", "reason", "scope")
+
+    def __init__(self, actor: Actor | None) -> None:
+        self.actor = actor
+        self.scope = anyio.CancelScope()
+        self.done = anyio.Event()
+        self.reason: BaseException | None = None
+
+
+async def run_incarnation(
+    actor: Actor,
+    ref: ActorRef,
+    system: ActorSystem,
+    restart_reason: BaseException | None,
+    restarted: bool,
+    on_exit: Callable[[Incarnation], None],
+    *,
+    task_status: TaskStatus[Incarnation] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Start `actor` on `ref` and serve its mailbox until it stops.
+
+    Reports "started" only once `on_start` has returned (started = ready).
+    A failing `on_start` raises `ActorStartError` to the starter; after that,
+    nothing escapes: the outcome goes to `on_exit`.
+    """
+    if "actor_ref" in vars(actor):
+        raise ActorStartError(
+            ref.path,
+            TypeError("this actor instance already ran; a factory must make a new instance"),
+        )
+    ref.generation += 1
+    generation = ref.generation
+    actor.actor_ref = ref
+    actor.actor_system = system
+    actor.actor_log = log.bind(actor=ref.path)
+    incarnation = Incarnation(actor)
+    # Every log line from this task and the tasks it starts carries the path.
+    bind_contextvars(actor=ref.path)
+    try:
+        with incarnation.scope:
+            try:
+                if restarted:
+                    await actor.on_restart(restart_reason)
+                await actor.on_start()
+            except Exception as exc:
+                raise ActorStartError(ref.path, exc) from exc
+            task_status.started(incarnation)
+            try:
+                await _serve(actor, ref, generation)
+            except Exception as exc:
+                incarnation.reason = exc
+            finally:
+                await _call_on_stop(actor, ref)
+    finally:
+        incarnation.done.set()
+    on_exit(incarnation)
+
+
+async def _call_on_stop(actor: Actor, ref: ActorRef) -> None:
+    try:
+        await actor.on_stop()
+    except Exception:
+        log.exception("on_stop failed", actor=ref.path)
+
+
+async def _serve(actor: Actor, ref: ActorRef, generation: int) -> None:
+    """The message loop: system lane first, then one envelope at a time."""
+    mailbox = ref._mailbox
+    system_lane = mailbox.system
+    get_nowait = mailbox.get_nowait
+    on_receive = actor.on_receive
+    while True:
+        while system_lane:
+            message = system_lane.popleft()
+            if isinstance(message, StopRequest):
+                if message.generation == generation:
+                    return
+                continue
+            await on_receive(message)
+        try:
+            message, reply = get_nowait()
+        except WouldBlock:
+            try:
+                message, reply = await mailbox.get()
+            except EndOfStream:
+                return
+        except EndOfStream:
+            return
+        if reply is None:
+            if message is not WAKE:
+                await on_receive(message)
+        elif not reply.done():
+            # A done future means the asker gave up (timeout, cancellation).
+            try:
+                result = await on_receive(message)
+            except Exception as exc:
+                if not reply.done():
+                    reply.set_exception(exc)
+                raise
+            if reply.done():
+                pass
+            elif type(result) is Failure:
+                reply.set_exception(result.error)
+            else:
+                reply.set_result(result)

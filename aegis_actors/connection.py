@@ -1,0 +1,317 @@
+"""The NATS connection: settings, connecting, and the `ConnectionActor` that owns it.
+
+Once connected, the client reconnects forever, waiting an exponential backoff
+with jitter between attempts, and every disconnect and reconnect is logged.
+The first connection is different: it is retried only for
+`initial_connect_timeout`, after which `NatsUnavailableError` says which
+servers could not be reached, so a mistyped URL fails fast instead of hanging.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+from nats.aio.client import Client
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from aegis_actors.actor import Actor
+from aegis_actors.backoff import Backoff
+from aegis_actors.errors import NatsUnavailableError
+from aegis_actors.ref import ActorRef
+
+log = structlog.get_logger("aegis_actors.connection")
+
+
+class TlsSettings(BaseModel):
+    """TLS towards the NATS servers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ca_file: Path | None = Field(None, description="CA bundle that signs the server certificates.")
+    cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    key_file: Path | None = Field(None, description="Private key of the client certificate.")
+    hostname: str | None = Field(None, description="Server name to verify, if not the URL's host.")
+    handshake_first: bool = Field(
+        False, description="TLS before the NATS INFO exchange (server `handshake_first`)."
+    )
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls.cert_file and tls.key_file go together")
+        return self
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if self.cert_file and self.key_file:
+            context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        return context
+
+
+class ConnectionSettings(BaseModel):
+    """Where NATS is and how to authenticate; section `[nats]` of a config file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str | list[str] = Field(
+        "nats://127.0.0.1:4222",
+        description="Server URL, or a list of URLs of one cluster.",
+    )
+    name: str | None = Field(None, description="Connection name shown by `nats server report`.")
+    user: str | None = Field(None, description="User name (with `password`).")
+    password: SecretStr | None = Field(None, description="Password for `user`.")
+    token: SecretStr | None = Field(None, description="Authentication token.")
+    creds_file: Path | None = Field(None, description="NATS credentials file (JWT + NKey seed).")
+    tls: TlsSettings | None = Field(None, description="TLS settings; `tls://` URLs need it.")
+    connect_timeout: float = Field(2.0, gt=0, description="Seconds for one connection attempt.")
+    initial_connect_timeout: float = Field(
+        10.0, gt=0, description="Seconds to keep retrying the first connection before giving up."
+    )
+    reconnect_wait_min: float = Field(
+        0.1, ge=0, description="First wait between reconnect attempts (doubles each attempt)."
+    )
+    reconnect_wait_max: float = Field(5.0, ge=0, description="Longest wait between attempts.")
+    ping_interval: float = Field(
+        10.0, gt=0, description="Seconds between client pings; 3 unanswered = disconnected."
+    )
+    drain_timeout: float = Field(5.0, gt=0, description="Seconds to drain on a graceful stop.")
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> ConnectionSettings:
+        if self.password is not None and self.user is None:
+            raise ValueError("password needs user")
+        ways = [self.user is not None, self.token is not None, self.creds_file is not None]
+        if sum(ways) > 1:
+            raise ValueError("give one of user/password, token or creds_file, not several")
+        if self.creds_file is not None and not self.creds_file.is_file():
+            raise ValueError(f"creds_file {self.creds_file} does not exist")
+        if self.reconnect_wait_max < self.reconnect_wait_min:
+            raise ValueError("reconnect_wait_max must be >= reconnect_wait_min")
+        return self
+
+    @property
+    def servers(self) -> list[str]:
+        return [self.url] if isinstance(self.url, str) else list(self.url)
+
+    def reconnect_backoff(self) -> Backoff:
+        return Backoff(base=self.reconnect_wait_min, cap=self.reconnect_wait_max)
+
+
+Hook = Callable[[], Awaitable[None]]
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def connect(
+    settings: ConnectionSettings,
+    *,
+    on_disconnected: Hook = _nothing,
+    on_reconnected: Hook = _nothing,
+    on_closed: Hook | None = None,
+) -> Client:
+    """Connect with `settings`; retried until `initial_connect_timeout`.
+
+    The hooks are awaited (after logging) when the client loses its server,
+    gets one back, and closes for good.
+
+    Raises:
+        NatsUnavailableError: no server could be reached in time.
+    """
+    backoff = settings.reconnect_backoff()
+    last_error: list[BaseException] = []
+
+    async def on_error(error: Exception) -> None:
+        last_error[:] = [error]
+        log.warning("nats error", error=repr(error))
+
+    async def disconnected() -> None:
+        log.warning("nats disconnected")
+        await on_disconnected()
+
+    async def reconnected() -> None:
+        url = client.connected_url.geturl() if client.connected_url else None
+        log.info("nats reconnected", url=url)
+        await on_reconnected()
+
+    def next_server(servers: list[Any], info: dict[str, Any]) -> tuple[Any, float]:
+        attempts = min((s.reconnects for s in servers), default=0)
+        return None, backoff.delay(attempts)
+
+    options: dict[str, Any] = {
+        "servers": settings.servers,
+        "name": settings.name,
+        "connect_timeout": settings.connect_timeout,
+        "max_reconnect_attempts": -1,
+        "reconnect_to_server_handler": next_server,
+        "ping_interval": settings.ping_interval,
+        "max_outstanding_pings": 3,
+        "drain_timeout": settings.drain_timeout,
+        "error_cb": on_error,
+        "disconnected_cb": disconnected,
+        "reconnected_cb": reconnected,
+    }
+    if on_closed is not None:
+        options["closed_cb"] = on_closed
+    if settings.user is not None:
+        options["user"] = settings.user
+        if settings.password is not None:
+            options["password"] = settings.password.get_secret_value()
+    if settings.token is not None:
+        options["token"] = settings.token.get_secret_value()
+    if settings.creds_file is not None:
+        options["user_credentials"] = str(settings.creds_file)
+    if settings.tls is not None:
+        options["tls"] = settings.tls.context()
+        options["tls_hostname"] = settings.tls.hostname
+        options["tls_handshake_first"] = settings.tls.handshake_first
+
+    client = Client()
+    try:
+        with anyio.fail_after(settings.initial_connect_timeout):
+            await client.connect(**options)
+    except TimeoutError:
+        await _close_quietly(client)
+        reason = f": {last_error[0]!r}" if last_error else ""
+        raise NatsUnavailableError(
+            f"cannot reach NATS at {', '.join(settings.servers)} within "
+            f"{settings.initial_connect_timeout:g} s{reason}"
+        ) from (last_error[0] if last_error else None)
+    except Exception as exc:
+        await _close_quietly(client)
+        raise NatsUnavailableError(
+            f"cannot connect to NATS at {', '.join(settings.servers)}: {exc!r}"
+        ) from exc
+    log.info("nats connected", url=client.connected_url.geturl() if client.connected_url else "")
+    return client
+
+
+async def _close_quietly(client: Client) -> None:
+    try:
+        await client.close()
+    except Exception as exc:  # already broken; the caller reports the real cause
+        log.debug("close after failed connect", error=repr(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatus:
+    """Answer to `GetStatus`."""
+
+    connected: bool
+    url: str | None
+    reconnects: int
+    in_msgs: int
+    out_msgs: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetStatus:
+    """Ask a `ConnectionActor` for its `ConnectionStatus`."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchConnection:
+    """Ask a `ConnectionActor` to send `ref` a `ConnectionChanged` at every change."""
+
+    ref: ActorRef
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionChanged:
+    """The connection was lost (`connected=False`) or is back (`connected=True`).
+
+    After a reconnect, subscriptions are restored by the client, but anything
+    published while disconnected may be lost: watchers of KV state resync.
+    """
+
+    connected: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _ConnectionClosed:
+    pass
+
+
+class ConnectionActor(Actor):
+    """Owns one NATS connection for the actors of an instance.
+
+    Siblings take `connection` after this actor has started (a supervisor
+    starts children in order). If the client closes for good, the actor
+    crashes, so that its supervisor can rebuild what depended on it.
+    """
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self._client: Client | None = None
+        self._stopping = False
+        self._watchers: list[ActorRef] = []
+
+    @property
+    def connection(self) -> Client:
+        if self._client is None:
+            raise NatsUnavailableError("the connection actor has not connected yet")
+        return self._client
+
+    async def on_start(self) -> None:
+        ref = self.actor_ref
+
+        async def on_closed() -> None:
+            if not self._stopping:
+                ref.send_system(_ConnectionClosed())
+
+        async def on_disconnected() -> None:
+            self._notify(connected=False)
+
+        async def on_reconnected() -> None:
+            self._notify(connected=True)
+
+        self._client = await connect(
+            self.settings,
+            on_disconnected=on_disconnected,
+            on_reconnected=on_reconnected,
+            on_closed=on_closed,
+        )
+
+    def _notify(self, *, connected: bool) -> None:
+        # System lane: a change must never wait behind a watcher's backlog.
+        for watcher in self._watchers:
+            watcher.send_system(ConnectionChanged(connected))
+
+    async def on_receive(self, message: Any) -> Any:
+        if isinstance(message, GetStatus):
+            client = self.connection
+            return ConnectionStatus(
+                connected=client.is_connected,
+                url=client.connected_url.geturl() if client.connected_url else None,
+                reconnects=int(client.stats["reconnects"]),
+                in_msgs=int(client.stats["in_msgs"]),
+                out_msgs=int(client.stats["out_msgs"]),
+            )
+        if isinstance(message, WatchConnection):
+            if message.ref not in self._watchers:
+                self._watchers.append(message.ref)
+            return None
+        if isinstance(message, _ConnectionClosed):
+            raise NatsUnavailableError("the NATS connection closed for good")
+        return await super().on_receive(message)
+
+    async def on_stop(self) -> None:
+        self._stopping = True
+        client, self._client = self._client, None
+        if client is None or client.is_closed:
+            return
+        try:
+            with anyio.move_on_after(self.settings.drain_timeout):
+                await client.drain()
+        except Exception as exc:
+            log.warning("drain failed", error=repr(exc))
+        if not client.is_closed:
+            await client.close()

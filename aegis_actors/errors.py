@@ -1,0 +1,90 @@
+"""The exception families of aegis_actors, under one root `AegisError`.
+
+Each exception also inherits the built-in it means, so callers that know
+nothing of aegis can still catch it (`AskTimeoutError` is a `TimeoutError`,
+`ConfigError` is a `ValueError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class AegisError(Exception):
+    """Root of every error raised by aegis_actors."""
+
+
+class ActorDeadError(AegisError, RuntimeError):
+    """A message was sent to an actor that has stopped for good."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"actor {path} is dead")
+
+
+class AskTimeoutError(AegisError, TimeoutError):
+    """An `ask` got no answer within its timeout."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        super().__init__(f"actor {path} did not answer within {timeout:g} s")
+
+
+class MailboxFullError(AegisError, RuntimeError):
+    """A non-blocking send found the actor's mailbox full."""
+
+    def __init__(self, path: str, capacity: int) -> None:
+        self.path = path
+        self.capacity = capacity
+        super().__init__(f"mailbox of {path} is full ({capacity} messages)")
+
+
+class ActorStartError(AegisError, RuntimeError):
+    """An actor's `on_start` failed, so the actor never ran."""
+
+    def __init__(self, path: str, reason: BaseException) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"actor {path} failed to start: {reason!r}")
+
+
+class ChildSpecError(AegisError, ValueError):
+    """A supervisor was given child specs that cannot all be started."""
+
+    def __init__(self, supervisor: str, problems: Sequence[str]) -> None:
+        self.supervisor = supervisor
+        self.problems = tuple(problems)
+        super().__init__(f"invalid child specs for {supervisor}: " + "; ".join(self.problems))
+
+
+class RestartIntensityError(AegisError, RuntimeError):
+    """A supervisor restarted children more often than its intensity allows.
+
+    It stops its children and fails with this error, so its own parent decides
+    what to do next (OTP's escalation).
+    """
+
+    def __init__(
+        self, supervisor: str, child: str, max_restarts: int, within_seconds: float
+    ) -> None:
+        self.supervisor = supervisor
+        self.child = child
+        self.max_restarts = max_restarts
+        self.within_seconds = within_seconds
+        super().__init__(
+            f"supervisor {supervisor} gave up: child {child!r} needed more than "
+            f"{max_restarts} restarts within {within_seconds:g} s"
+        )
+
+
+class NatsServerError(AegisError, RuntimeError):
+    """The embedded nats-server could not be found, started or stopped."""
+
+
+class NatsUnavailableError(AegisError, OSError):
+    """NATS could not be reached (the network family, as opposed to timeouts)."""
+
+
+class ConfigError(AegisError, ValueError):
+    """A configuration value or file is invalid."""

@@ -1,0 +1,142 @@
+"""`ActorSystem`: the root of an actor tree and its task group.
+
+Top-level actors are children of a guardian supervisor (path `/`); by default
+they are `temporary` (a crashed top-level actor is logged and stays dead),
+which suits tools and tests. A long-running service spawns one supervisor as
+its top-level actor and lets the tree do the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from aegis_actors.actor import ActorFactory, Incarnation, run_incarnation
+from aegis_actors.mailbox import DEFAULT_CAPACITY, Mailbox
+from aegis_actors.ref import ActorRef
+from aegis_actors.supervisor import (
+    DEFAULT_SHUTDOWN,
+    ChildSpec,
+    Restart,
+    StartChild,
+    Supervisor,
+    TerminateChild,
+)
+
+log = structlog.get_logger("aegis_actors.system")
+
+
+@dataclass(frozen=True, slots=True)
+class SystemStatistics:
+    """Counters of an actor system."""
+
+    dead_letters: int
+    """Messages that could not be delivered because their actor was dead."""
+
+
+class ActorSystem:
+    """Runs actors. Use as an async context manager; leaving it stops every actor.
+
+    Example:
+
+        async with ActorSystem() as system:
+            ref = await system.spawn(MyActor, name="worker")
+            print(await ref.ask("hello"))
+    """
+
+    def __init__(self, name: str = "aegis") -> None:
+        self.name = name
+        self._dead_letters = 0
+        self._tg: TaskGroup | None = None
+        self._guardian: ActorRef | None = None
+        self._guardian_run: Incarnation | None = None
+
+    async def __aenter__(self) -> ActorSystem:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._guardian = ActorRef("/", Mailbox(DEFAULT_CAPACITY), self.dead_letter)
+        try:
+            self._guardian_run = await self._tg.start(
+                run_incarnation,
+                Supervisor(max_restarts=1_000_000, within_seconds=1.0),
+                self._guardian,
+                self,
+                None,
+                False,
+                self._guardian_exited,
+            )
+        except BaseException as exc:
+            await self._tg.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.shutdown()
+        finally:
+            result = await self._tg.__aexit__(exc_type, exc, tb)
+        return result
+
+    async def shutdown(self) -> None:
+        """Stop every actor (reverse start order, each within its shutdown timeout)."""
+        guardian, run = self._guardian, self._guardian_run
+        if guardian is None or run is None:
+            return
+        guardian.stop()
+        await run.done.wait()
+        guardian.terminate(run.reason)
+
+    def _guardian_exited(self, incarnation: Incarnation) -> None:
+        if incarnation.reason is not None:
+            log.error("top-level supervisor failed", reason=repr(incarnation.reason))
+
+    async def spawn(
+        self,
+        factory: ActorFactory,
+        *,
+        name: str,
+        restart: Restart = Restart.TEMPORARY,
+        shutdown: float | None = DEFAULT_SHUTDOWN,
+        capacity: int = DEFAULT_CAPACITY,
+    ) -> ActorRef:
+        """Start a top-level actor at path `/{name}` and return its ref once it is ready.
+
+        Raises:
+            ChildSpecError: the name is taken or invalid.
+            ActorStartError: the actor's `on_start` failed.
+        """
+        spec = ChildSpec(name, factory, restart=restart, shutdown=shutdown, capacity=capacity)
+        ref: ActorRef = await self._root.ask(StartChild(spec), timeout=None)
+        return ref
+
+    async def stop(self, ref: ActorRef) -> None:
+        """Stop a top-level actor for good and wait until it has stopped."""
+        await self._root.ask(TerminateChild(ref.name), timeout=None)
+        await ref.wait_stopped()
+
+    @property
+    def _root(self) -> ActorRef:
+        if self._guardian is None:
+            raise RuntimeError("the actor system is not running (use `async with`)")
+        return self._guardian
+
+    def dead_letter(self, path: str, message: Any) -> None:
+        """Count (and log at debug level) a message that found its actor dead."""
+        self._dead_letters += 1
+        log.debug("dead letter", to=path, message_type=type(message).__name__)
+
+    def statistics(self) -> SystemStatistics:
+        """An immutable snapshot of the system's counters."""
+        return SystemStatistics(dead_letters=self._dead_letters)
