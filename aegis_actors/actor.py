@@ -24,7 +24,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -84,6 +85,31 @@ class Actor:
     def actor_stop(self) -> None:
         """Stop this actor after the current message (a normal exit)."""
         self.actor_ref.stop()
+
+    def actor_timer(self, delay: float, message: Any) -> asyncio.TimerHandle:
+        """Send `message` to this actor after `delay` seconds (ahead of queued messages).
+
+        Timers belong to the incarnation: they are cancelled when it stops.
+        """
+        loop = asyncio.get_running_loop()
+        handle = loop.call_later(delay, self.actor_ref.send_system, message)
+        timers: list[asyncio.TimerHandle] = self.__dict__.setdefault("_actor_timers", [])
+        now = loop.time()
+        timers[:] = [t for t in timers if not t.cancelled() and t.when() > now]
+        timers.append(handle)
+        return handle
+
+    def _actor_cancel_timers(self) -> None:
+        for handle in self.__dict__.pop("_actor_timers", ()):
+            handle.cancel()
+
+    async def _actor_start(self) -> None:
+        """Runtime hook around `on_start`; machinery subclasses extend it, users do not."""
+        await self.on_start()
+
+    async def _actor_stop(self) -> None:
+        """Runtime hook around `on_stop`; machinery subclasses extend it, users do not."""
+        await self.on_stop()
 
     def actor_watch(self, ref: ActorRef) -> None:
         """Receive a `Terminated` message when `ref` stops for good."""
@@ -159,7 +185,7 @@ async def run_incarnation(
             try:
                 if restarted:
                     await actor.on_restart(restart_reason)
-                await actor.on_start()
+                await actor._actor_start()
             except Exception as exc:
                 raise ActorStartError(ref.path, exc) from exc
             task_status.started(incarnation)
@@ -175,29 +201,41 @@ async def run_incarnation(
 
 
 async def _call_on_stop(actor: Actor, ref: ActorRef) -> None:
+    actor._actor_cancel_timers()
     try:
-        await actor.on_stop()
+        await actor._actor_stop()
     except Exception:
         log.exception("on_stop failed", actor=ref.path)
 
 
-async def _serve(actor: Actor, ref: ActorRef, generation: int) -> None:
-    """The message loop: system lane first, then one envelope at a time."""
-    mailbox = ref._mailbox
+async def _serve(
+    actor: Actor, ref: ActorRef, generation: int, until: anyio.Event | None = None
+) -> None:
+    """The message loop: system lane first, then one envelope at a time.
+
+    Without `until` it runs until a `StopRequest` for `generation`; with it,
+    until `until` is set and the mailbox is empty (draining on stop).
+    """
+    mailbox = ref.mailbox
     system_lane = mailbox.system
     get_nowait = mailbox.get_nowait
     on_receive = actor.on_receive
     while True:
         while system_lane:
-            message = system_lane.popleft()
+            message, reply = system_lane.popleft()
             if isinstance(message, StopRequest):
-                if message.generation == generation:
+                if until is None and message.generation == generation:
                     return
                 continue
-            await on_receive(message)
+            if reply is None:
+                await on_receive(message)
+            elif not reply.done():
+                await _answer(on_receive, message, reply)
         try:
             message, reply = get_nowait()
         except WouldBlock:
+            if until is not None and until.is_set():
+                return
             try:
                 message, reply = await mailbox.get()
             except EndOfStream:
@@ -207,17 +245,31 @@ async def _serve(actor: Actor, ref: ActorRef, generation: int) -> None:
         if reply is None:
             if message is not WAKE:
                 await on_receive(message)
-        elif not reply.done():
-            # A done future means the asker gave up (timeout, cancellation).
-            try:
-                result = await on_receive(message)
-            except Exception as exc:
-                if not reply.done():
-                    reply.set_exception(exc)
-                raise
-            if reply.done():
-                pass
-            elif type(result) is Failure:
-                reply.set_exception(result.error)
-            else:
-                reply.set_result(result)
+        elif not reply.done():  # a done future: the asker gave up (timeout, cancellation)
+            await _answer(on_receive, message, reply)
+
+
+async def serve_until(actor: Actor, until: anyio.Event) -> None:
+    """Serve what is queued (and keeps arriving) until `until` is set and nothing is left.
+
+    For actors that drain their mailbox while stopping; call `ref.mailbox.wake()`
+    after setting `until` so an idle loop notices.
+    """
+    await _serve(actor, actor.actor_ref, -1, until)
+
+
+async def _answer(
+    on_receive: Callable[[Any], Awaitable[Any]], message: Any, reply: asyncio.Future[Any]
+) -> None:
+    try:
+        result = await on_receive(message)
+    except Exception as exc:
+        if not reply.done():
+            reply.set_exception(exc)
+        raise
+    if reply.done():
+        return
+    if type(result) is Failure:
+        reply.set_exception(result.error)
+    else:
+        reply.set_result(result)

@@ -133,6 +133,8 @@ async def connect(
         log.warning("nats error", error=repr(error))
 
     async def disconnected() -> None:
+        if client.is_closed:
+            return  # our own close or drain, not an outage
         log.warning("nats disconnected")
         await on_disconnected()
 
@@ -247,9 +249,15 @@ class ConnectionActor(Actor):
     crashes, so that its supervisor can rebuild what depended on it.
     """
 
-    def __init__(self, settings: ConnectionSettings) -> None:
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        *,
+        on_connected: Callable[[Client], None] | None = None,
+    ) -> None:
         super().__init__()
         self.settings = settings
+        self._on_connected = on_connected
         self._client: Client | None = None
         self._stopping = False
         self._watchers: list[ActorRef] = []
@@ -279,6 +287,8 @@ class ConnectionActor(Actor):
             on_reconnected=on_reconnected,
             on_closed=on_closed,
         )
+        if self._on_connected is not None:
+            self._on_connected(self._client)
 
     def _notify(self, *, connected: bool) -> None:
         # System lane: a change must never wait behind a watcher's backlog.

@@ -88,3 +88,33 @@ class NatsUnavailableError(AegisError, OSError):
 
 class ConfigError(AegisError, ValueError):
     """A configuration value or file is invalid."""
+
+
+class StoreError(AegisError):
+    """A KV store operation failed (the family of the errors below)."""
+
+
+class KeyExistsError(StoreError, KeyError):
+    """A create found the key already there."""
+
+    def __init__(self, bucket: str, key: str) -> None:
+        self.bucket = bucket
+        self.key = key
+        super().__init__(f"{bucket}/{key} already exists")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class RevisionConflictError(StoreError, ValueError):
+    """A revision-checked write found another revision: someone wrote first."""
+
+    def __init__(self, bucket: str, key: str, expected: int) -> None:
+        self.bucket = bucket
+        self.key = key
+        self.expected = expected
+        super().__init__(f"{bucket}/{key} is no longer at revision {expected}")
+
+
+class StoreUnavailableError(StoreError, ConnectionError):
+    """JetStream did not answer (server down, no quorum, timeout)."""

@@ -65,7 +65,7 @@ class Mailbox:
         self._send: MemoryObjectSendStream[Envelope]
         self._receive: MemoryObjectReceiveStream[Envelope]
         self._send, self._receive = anyio.create_memory_object_stream[Envelope](capacity)
-        self.system: deque[Any] = deque()
+        self.system: deque[Envelope] = deque()
         self.closed = False
 
     def put_nowait(self, envelope: Envelope) -> None:
@@ -98,16 +98,20 @@ class Mailbox:
         except WouldBlock:
             return await self._receive.receive()
 
-    def put_system(self, message: Any) -> bool:
-        """Queue a system message ahead of user messages; False if closed."""
+    def put_system(self, envelope: Envelope) -> bool:
+        """Queue a system envelope ahead of user messages; False if closed."""
         if self.closed:
             return False
-        self.system.append(message)
+        self.system.append(envelope)
         # An idle actor sleeps in `get()`; a full queue means it is not idle
         # and will look at the system lane before its next message.
+        self.wake()
+        return True
+
+    def wake(self) -> None:
+        """Wake an actor idle in `get()` (no message is delivered)."""
         with contextlib.suppress(WouldBlock, ClosedResourceError, BrokenResourceError):
             self._send.send_nowait((WAKE, None))
-        return True
 
     def close(self) -> list[Envelope]:
         """Close for good and return what was still queued (without wake tokens).
@@ -115,8 +119,8 @@ class Mailbox:
         Senders waiting on a full mailbox are released with `MailboxClosed`.
         """
         self.closed = True
+        left: list[Envelope] = list(self.system)
         self._send.close()
-        left: list[Envelope] = []
         while True:
             try:
                 envelope = self._receive.receive_nowait()

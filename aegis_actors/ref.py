@@ -166,6 +166,25 @@ class ActorRef:
         finally:
             handle.cancel()
 
+    async def ask_priority(
+        self, message: Any, *, timeout: float | None = DEFAULT_ASK_TIMEOUT
+    ) -> Any:
+        """Like `ask`, but ahead of every queued message (for health checks, supervision).
+
+        It still waits for the message being handled; it never waits for room.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._mailbox.put_system((message, future)):
+            raise ActorDeadError(self.path)
+        if timeout is None:
+            return await future
+        handle = loop.call_later(timeout, _expire, future, self.path, timeout)
+        try:
+            return await future
+        finally:
+            handle.cancel()
+
     def stop(self) -> None:
         """Ask the actor to stop after the message it is handling.
 
@@ -173,7 +192,7 @@ class ActorRef:
         (a permanent child comes back); to remove a child for good, use the
         supervisor's `TerminateChild`.
         """
-        self._mailbox.put_system(StopRequest(self.generation))
+        self._mailbox.put_system((StopRequest(self.generation), None))
 
     async def wait_stopped(self) -> BaseException | None:
         """Wait until the actor has stopped for good; return the reason (None = normal)."""
@@ -192,6 +211,11 @@ class ActorRef:
         if watcher in self._watchers:
             self._watchers.remove(watcher)
 
+    @property
+    def mailbox(self) -> Mailbox:
+        """The mailbox itself (runtime side: draining actors read it directly)."""
+        return self._mailbox
+
     def mailbox_statistics(self) -> MailboxStatistics:
         """Queued messages and waiting senders, as an immutable snapshot."""
         return self._mailbox.statistics()
@@ -200,7 +224,7 @@ class ActorRef:
 
     def send_system(self, message: Any) -> None:
         """Queue a system message; it never waits and is never refused for room."""
-        if not self._mailbox.put_system(message):
+        if not self._mailbox.put_system((message, None)):
             self._dead_letter(self.path, message)
 
     def terminate(self, reason: BaseException | None) -> None:
@@ -209,6 +233,8 @@ class ActorRef:
             return
         self._reason = reason
         for message, future in self._mailbox.close():
+            if isinstance(message, StopRequest):
+                continue
             if future is None:
                 self._dead_letter(self.path, message)
             elif not future.done():

@@ -35,6 +35,7 @@ from typing import Final
 from aegis_actors.errors import NatsServerError
 
 BINARY_ENV: Final = "AEGIS_NATS_SERVER"
+_PORT_ATTEMPTS: Final = 3
 LOOPBACK: Final = "127.0.0.1"
 
 
@@ -106,7 +107,6 @@ class NatsServer:
         ready_timeout: float = 15.0,
     ) -> None:
         self.binary = find_binary()
-        self._requested_port = port
         self.port = port
         self.monitor_port = 0
         self.name = name or f"aegis-{os.getpid()}-{id(self) & 0xFFFF:x}"
@@ -144,20 +144,38 @@ class NatsServer:
     # -- lifecycle ------------------------------------------------------------
 
     def start(self, *, wait: bool = True) -> NatsServer:
-        """Start the server and (unless `wait=False`) wait until JetStream is ready."""
+        """Start the server and (unless `wait=False`) wait until JetStream is ready.
+
+        Ports picked here (client port 0, the monitoring port) can be taken by
+        another process between picking and binding; then new ones are tried.
+        """
         if self.running:
             raise NatsServerError(f"{self.name} is already running")
-        if self.port == 0:
-            self.port = free_port()
-        elif not port_is_free(self.port):
+        if self.port != 0 and not port_is_free(self.port):
             raise NatsServerError(
                 f"cannot start nats-server: port {self.port} on {LOOPBACK} is already in use "
                 "(pick another with --port, or 0 for a free one)"
             )
-        self.monitor_port = free_port()
+        pick_port = self.port == 0  # a restart keeps the port it had
+        for attempt in range(_PORT_ATTEMPTS):
+            if pick_port:
+                self.port = free_port()
+            self.monitor_port = free_port()
+            try:
+                self._spawn()
+                if wait:
+                    self.wait_ready()
+                return self
+            except NatsServerError as exc:
+                if "address already in use" not in str(exc) or attempt == _PORT_ATTEMPTS - 1:
+                    raise
+        return self
+
+    def _spawn(self) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         config = Path(self._owned_dir) / "server.conf"
         config.write_text(self._config())
+        self.log_path.write_bytes(b"")  # the tail shown on errors is this start's
         log = self.log_path.open("ab")
         try:
             self._process = subprocess.Popen(
@@ -170,9 +188,6 @@ class NatsServer:
         finally:
             log.close()
         self._paused = False
-        if wait:
-            self.wait_ready()
-        return self
 
     def _config(self) -> str:
         store = str(self.store_dir).replace("\\", "/")
@@ -299,15 +314,20 @@ class NatsCluster:
     def __init__(self, size: int = 3, *, name: str = "aegis-cluster") -> None:
         if size < 1:
             raise NatsServerError(f"a cluster needs at least one server, got {size}")
-        cluster_ports = [free_port() for _ in range(size)]
-        self.servers = [
+        self.size = size
+        self.name = name
+        self.servers = self._plan()
+
+    def _plan(self) -> list[NatsServer]:
+        cluster_ports = [free_port() for _ in range(self.size)]
+        return [
             NatsServer(
-                name=f"{name}-n{i + 1}",
-                cluster_name=name,
+                name=f"{self.name}-n{i + 1}",
+                cluster_name=self.name,
                 cluster_port=cluster_ports[i],
                 routes=[p for j, p in enumerate(cluster_ports) if j != i],
             )
-            for i in range(size)
+            for i in range(self.size)
         ]
 
     @property
@@ -316,12 +336,20 @@ class NatsCluster:
 
     def start(self) -> NatsCluster:
         """Start every node; return once all report JetStream ready (a meta leader exists)."""
-        # Nodes only become healthy once they see each other, so start all
-        # processes first and wait afterwards.
-        for server in self.servers:
-            server.start(wait=False)
-        for server in self.servers:
-            server.wait_ready()
+        for attempt in range(_PORT_ATTEMPTS):
+            try:
+                # Nodes only become healthy once they see each other, so start all
+                # processes first and wait afterwards.
+                for server in self.servers:
+                    server.start(wait=False)
+                for server in self.servers:
+                    server.wait_ready()
+                return self
+            except NatsServerError as exc:
+                self.close()
+                if "address already in use" not in str(exc) or attempt == _PORT_ATTEMPTS - 1:
+                    raise
+                self.servers = self._plan()  # a route port was taken: pick new ones
         return self
 
     def close(self) -> None:

@@ -344,7 +344,9 @@ class Supervisor(Actor):
         child_id = child.spec.id
 
         def on_exit(incarnation: Incarnation) -> None:
-            supervisor.send_system(_ChildExited(child_id, incarnation))
+            # An exit we caused (we cleared `incarnation` first) needs no report.
+            if child.incarnation is incarnation:
+                supervisor.send_system(_ChildExited(child_id, incarnation))
 
         try:
             actor = child.spec.start()

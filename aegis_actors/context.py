@@ -1,0 +1,100 @@
+"""The contexts an actor's code runs in: its service instance, and the request it serves."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from aegis_actors.buckets import Buckets
+from aegis_actors.errors import NatsUnavailableError
+from aegis_actors.ref import ActorRef
+from aegis_actors.registry.models import InstanceStatus
+from aegis_actors.subjects import Subjects
+from aegis_actors.wire import TRACE_ID_HEADER
+
+#: Seconds a JetStream (KV) request may take before it counts as unavailable.
+DEFAULT_KV_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class HealthQuery:
+    """Ask a service actor (with `ask_priority`) whether it is healthy; answers a bool."""
+
+
+@dataclass(eq=False)
+class InstanceContext:
+    """What the actors of one service instance share (one per instance-tree incarnation)."""
+
+    service_name: str
+    instance_id: str
+    version: str
+    subjects: Subjects = field(default_factory=Subjects)
+    buckets: Buckets = field(default_factory=Buckets)
+    settings: Any = None
+    """The service's own settings, validated against its `Settings` model if it has one."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    sticky_active_group: str | None = None
+    kv_timeout: float = DEFAULT_KV_TIMEOUT
+    status: InstanceStatus = InstanceStatus.ACTIVE
+    """What the heartbeat last decided (and wrote, if registration is on)."""
+    client: Client | None = None
+    """Set by the connection actor once connected."""
+    service: ActorRef | None = None
+    """The service actor, once it serves."""
+    _js: JetStreamContext | None = None
+
+    @property
+    def connection(self) -> Client:
+        if self.client is None:
+            raise NatsUnavailableError(f"{self.instance_id} has no NATS connection yet")
+        return self.client
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            self._js = self.connection.jetstream(timeout=self.kv_timeout)
+        return self._js
+
+    def connected(self, client: Client) -> None:
+        """Called by the connection actor with its fresh client."""
+        self.client = client
+        self._js = None
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """The request a handler is serving: read it with `current_request()`."""
+
+    subject: str
+    method: str
+    headers: Mapping[str, str] | None
+    deadline: float | None
+    """Unix time (seconds) after which the caller no longer waits, from `Aegis-Deadline`."""
+    _trace_id: str | None = None
+
+    @property
+    def trace_id(self) -> str:
+        """The caller's `Aegis-Trace-Id`, or a new one for this request."""
+        if self._trace_id is None:
+            header = self.headers.get(TRACE_ID_HEADER) if self.headers else None
+            self._trace_id = header or secrets.token_hex(8)
+        return self._trace_id
+
+    def remaining(self) -> float | None:
+        """Seconds until the deadline (negative once past), None without a deadline."""
+        return None if self.deadline is None else self.deadline - time.time()
+
+
+_current_request: ContextVar[RequestContext | None] = ContextVar("aegis_request", default=None)
+
+
+def current_request() -> RequestContext | None:
+    """The request the running handler serves (None outside a handler)."""
+    return _current_request.get()

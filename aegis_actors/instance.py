@@ -1,0 +1,222 @@
+"""One service instance as a supervised actor tree (SPEC section 3).
+
+```
+{instanceId}  InstanceSupervisor (one_for_one, auto_shutdown=any_significant)
+├── connection   ConnectionActor   temporary, significant: its loss rebuilds the tree
+├── service      the user's ServiceActor
+└── heartbeat    HeartbeatActor    (unless registration is off)
+```
+
+Children start in this order and stop in reverse, which gives the graceful
+stop the SPEC asks for: the heartbeat deletes the registry key first, then
+the service stops taking calls and drains, then the connection drains.
+The tree is one-for-one, so a crashed heartbeat restarts alone, unnoticed by
+the service; but every actor here shares the connection, so the connection
+is a significant child: if it dies, the whole instance restarts with a new
+one (OTP's auto_shutdown), rather than leaving siblings on a dead client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from aegis_actors.actor import Actor
+from aegis_actors.buckets import Buckets
+from aegis_actors.connection import ConnectionActor, ConnectionSettings
+from aegis_actors.context import DEFAULT_KV_TIMEOUT, InstanceContext
+from aegis_actors.ref import ActorRef
+from aegis_actors.registry.heartbeat import HeartbeatActor, HeartbeatSettings
+from aegis_actors.registry.models import new_instance_id
+from aegis_actors.service import ServiceActor
+from aegis_actors.subjects import Subjects, check_namespace
+from aegis_actors.supervisor import AutoShutdown, ChildSpec, Restart, Supervisor
+from aegis_actors.system import ActorSystem
+
+
+class InstanceSettings(BaseModel):
+    """How to run one instance of a service (the per-service part of a config file)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    nats: ConnectionSettings = Field(
+        default_factory=ConnectionSettings, description="Where NATS is."
+    )
+    namespace: str = Field(
+        "", description="Prefix of subjects and bucket names, to share a server between fleets."
+    )
+    version: str | None = Field(None, description="Overrides the class's `version`.")
+    registration: bool = Field(
+        True, description="Register in the service registry and send heartbeats."
+    )
+    heartbeat: HeartbeatSettings = Field(default_factory=HeartbeatSettings)
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Extra facts written in the registry record."
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="Handed to the service class (see its `Settings`)."
+    )
+    kv_timeout: float = Field(
+        DEFAULT_KV_TIMEOUT, gt=0, description="Seconds a KV operation may take."
+    )
+    max_restarts: int = Field(3, ge=0, description="Restart intensity of the instance tree.")
+    within_seconds: float = Field(5.0, gt=0, description="Window of `max_restarts`.")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        return check_namespace(value)
+
+
+def _service_settings(service_cls: type[ServiceActor], raw: dict[str, Any]) -> Any:
+    model = service_cls.Settings
+    return model.model_validate(raw) if model is not None else dict(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class InstancePlan:
+    """Everything needed to (re)build one instance tree; made once, up front."""
+
+    service_cls: type[ServiceActor]
+    settings: InstanceSettings
+    instance_id: str
+    service_settings: Any
+
+    @property
+    def version(self) -> str:
+        return self.settings.version or self.service_cls.version
+
+    def context(self) -> InstanceContext:
+        s = self.settings
+        return InstanceContext(
+            service_name=self.service_cls.service_name,
+            instance_id=self.instance_id,
+            version=self.version,
+            subjects=Subjects(s.namespace),
+            buckets=Buckets(s.namespace),
+            settings=self.service_settings,
+            metadata=dict(s.metadata),
+            kv_timeout=s.kv_timeout,
+        )
+
+
+def plan_instance(
+    service_cls: type[ServiceActor],
+    settings: InstanceSettings | None = None,
+    *,
+    instance_id: str | None = None,
+) -> InstancePlan:
+    """Validate everything about an instance before anything starts.
+
+    Raises:
+        pydantic.ValidationError: the service's `settings` do not fit its `Settings`.
+        TypeError / ValueError: the class is not a usable ServiceActor.
+    """
+    if not (isinstance(service_cls, type) and issubclass(service_cls, ServiceActor)):
+        raise TypeError(f"{service_cls!r} is not a ServiceActor subclass")
+    if not hasattr(service_cls, "service_name"):
+        raise TypeError(f"{service_cls.__name__} must set service_name")
+    settings = settings or InstanceSettings()
+    name = service_cls.service_name
+    return InstancePlan(
+        service_cls,
+        settings,
+        instance_id or new_instance_id(name),
+        _service_settings(service_cls, settings.settings),
+    )
+
+
+class InstanceSupervisor(Supervisor):
+    """The root of one instance: binds `instance_id` into every log line of its tree."""
+
+    def __init__(self, plan: InstancePlan, children: list[ChildSpec]) -> None:
+        super().__init__(
+            children,
+            max_restarts=plan.settings.max_restarts,
+            within_seconds=plan.settings.within_seconds,
+            auto_shutdown=AutoShutdown.ANY_SIGNIFICANT,
+        )
+        self.plan = plan
+
+    async def on_start(self) -> None:
+        # Children are started from this task and inherit its context variables.
+        structlog.contextvars.bind_contextvars(instance_id=self.plan.instance_id)
+        await super().on_start()
+
+
+def _make_service(plan: InstancePlan, ctx: InstanceContext) -> Callable[[], Actor]:
+    def make() -> Actor:
+        service = plan.service_cls()
+        service.actor_instance = ctx
+        return service
+
+    return make
+
+
+def instance_tree(plan: InstancePlan) -> Callable[[], Supervisor]:
+    """A factory of the instance's supervisor; each call wires a fresh tree."""
+
+    def make() -> Supervisor:
+        ctx = plan.context()
+        settings = plan.settings
+        nats = settings.nats.model_copy(update={"name": settings.nats.name or plan.instance_id})
+        drain = plan.service_cls.drain_timeout
+        children = [
+            ChildSpec(
+                "connection",
+                lambda: ConnectionActor(nats, on_connected=ctx.connected),
+                restart=Restart.TEMPORARY,
+                significant=True,
+                shutdown=nats.drain_timeout + 1.0,
+            ),
+            ChildSpec("service", _make_service(plan, ctx), shutdown=drain + 1.0),
+        ]
+        if settings.registration:
+            children.append(
+                ChildSpec(
+                    "heartbeat",
+                    lambda: HeartbeatActor(ctx, settings.heartbeat),
+                    shutdown=settings.kv_timeout + 1.0,
+                )
+            )
+        return InstanceSupervisor(plan, children)
+
+    return make
+
+
+def instance_spec(plan: InstancePlan) -> ChildSpec:
+    """The child spec that runs `plan` under a supervisor (id = the instance id)."""
+    s = plan.settings
+    shutdown = plan.service_cls.drain_timeout + s.kv_timeout + s.nats.drain_timeout + 5.0
+    return ChildSpec(plan.instance_id, instance_tree(plan), shutdown=shutdown)
+
+
+@dataclass(frozen=True, slots=True)
+class RunningInstance:
+    """A started instance: its id and the ref of its supervisor."""
+
+    instance_id: str
+    ref: ActorRef
+    plan: InstancePlan
+
+
+async def start_instance(
+    system: ActorSystem,
+    service_cls: type[ServiceActor],
+    settings: InstanceSettings | None = None,
+    *,
+    instance_id: str | None = None,
+) -> RunningInstance:
+    """Start one instance of `service_cls` as a top-level actor; ready when it returns.
+
+    Ready means connected, subscribed and (unless turned off) registered.
+    Stop it with `await system.stop(running.ref)`.
+    """
+    plan = plan_instance(service_cls, settings, instance_id=instance_id)
+    spec = instance_spec(plan)
+    ref = await system.spawn(spec.start, name=plan.instance_id, shutdown=spec.shutdown)
+    return RunningInstance(plan.instance_id, ref, plan)

@@ -1,0 +1,253 @@
+"""A thin, strict layer over JetStream KV: the one place KV errors are translated.
+
+Why not nats-py's `KeyValue` alone: it cannot write a revision-checked update
+with a per-key TTL (`update()` takes no TTL), and its `get()` returns a
+server-placed expiry marker as if it were a value (only `KV-Operation` is
+checked, not `Nats-Marker-Reason`). Here every read classifies tombstones by
+both headers, every write can carry a TTL, and nats-py's exceptions become
+`KeyExistsError`, `RevisionConflictError` or `StoreUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext, api
+from nats.js.kv import KeyValue
+
+from aegis_actors.errors import (
+    ConfigError,
+    KeyExistsError,
+    RevisionConflictError,
+    StoreUnavailableError,
+)
+
+OPERATION_HEADER: Final = "KV-Operation"
+MARKER_REASON_HEADER: Final = "Nats-Marker-Reason"
+TTL_HEADER: Final = "Nats-TTL"
+EXPECTED_LAST_HEADER: Final = "Nats-Expected-Last-Subject-Sequence"
+_WRONG_LAST_SEQUENCE: Final = (10071, 10164)
+_NO_MESSAGE: Final = 10037
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One revision of a key; `deleted` for deletes, purges and TTL-expiry markers."""
+
+    key: str
+    value: bytes
+    revision: int
+    deleted: bool = False
+
+
+def is_tombstone(headers: dict[str, str] | None) -> bool:
+    """True for a delete, a purge or a server-placed marker (TTL expiry, purge, remove)."""
+    if not headers:
+        return False
+    return headers.get(OPERATION_HEADER) in ("DEL", "PURGE") or MARKER_REASON_HEADER in headers
+
+
+@contextlib.contextmanager
+def translate_errors(bucket: str, key: str = "", expected: int | None = None) -> Iterator[None]:
+    """Turn nats-py errors into the store family (httpcore's map_exceptions, for KV)."""
+    try:
+        yield
+    except nats.js.errors.KeyWrongLastSequenceError as exc:
+        raise RevisionConflictError(bucket, key, expected or 0) from exc
+    except nats.js.errors.APIError as exc:
+        if exc.err_code in _WRONG_LAST_SEQUENCE:
+            raise RevisionConflictError(bucket, key, expected or 0) from exc
+        if exc.code == 503 or isinstance(exc, nats.js.errors.ServiceUnavailableError):
+            raise StoreUnavailableError(f"JetStream unavailable for {bucket}: {exc}") from exc
+        raise
+    except (
+        nats.errors.TimeoutError,
+        nats.errors.NoRespondersError,
+        nats.js.errors.NoStreamResponseError,
+        nats.errors.ConnectionClosedError,
+        nats.errors.ConnectionDrainingError,
+        nats.errors.ConnectionReconnectingError,
+        nats.errors.OutboundBufferLimitError,
+        TimeoutError,
+    ) as exc:
+        raise StoreUnavailableError(
+            f"JetStream did not answer for {bucket}{'/' + key if key else ''}: {exc!r}"
+        ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class BucketSpec:
+    """How a bucket must be configured; `ensure` creates or checks it."""
+
+    name: str
+    description: str = ""
+    history: int = 1
+    per_key_ttl: bool = False
+    """Keys may carry their own TTL; expiry reaches watchers as a marker."""
+    marker_ttl: float = 60.0
+    """How long expiry markers stay (with `per_key_ttl`)."""
+    replicas: int = 1
+
+
+class KVBucket:
+    """One KV bucket with strict reads and revision-checked writes."""
+
+    def __init__(self, js: JetStreamContext, name: str, *, direct: bool = True) -> None:
+        self.js = js
+        self.name = name
+        self.stream = f"KV_{name}"
+        self._direct = direct
+        self._prefix = f"$KV.{name}."
+
+    @classmethod
+    async def ensure(cls, js: JetStreamContext, spec: BucketSpec) -> KVBucket:
+        """Open the bucket, creating it if missing; refuse one configured wrongly.
+
+        Raises:
+            ConfigError: the bucket exists without what `spec` needs (e.g. per-key
+                TTL), which would fail silently later (expired keys never seen).
+        """
+        with translate_errors(spec.name):
+            try:
+                info = await js.stream_info(f"KV_{spec.name}")
+            except nats.js.errors.NotFoundError:
+                config = api.KeyValueConfig(
+                    bucket=spec.name,
+                    description=spec.description or None,
+                    history=spec.history,
+                    direct=True,
+                    replicas=spec.replicas,
+                    limit_marker_ttl=spec.marker_ttl if spec.per_key_ttl else None,
+                )
+                try:
+                    await js.create_key_value(config)
+                except nats.js.errors.BadRequestError:
+                    # Another process created it first (racing start-ups).
+                    info = await js.stream_info(f"KV_{spec.name}")
+                else:
+                    return cls(js, spec.name, direct=True)
+        cfg = info.config
+        if spec.per_key_ttl and not (cfg.allow_msg_ttl and cfg.subject_delete_marker_ttl):
+            raise ConfigError(
+                f"bucket {spec.name!r} exists without per-key TTL and delete markers, so "
+                "expired keys would never reach watchers; delete it (`nats kv del "
+                f"{spec.name}`) so aegis can create it right, or use another namespace"
+            )
+        return cls(js, spec.name, direct=bool(cfg.allow_direct))
+
+    def _subject(self, key: str) -> str:
+        return self._prefix + key
+
+    async def get(self, key: str) -> Entry | None:
+        """The current entry, or None if the key is missing, deleted or expired."""
+        entry = await self.get_any(key)
+        return None if entry is None or entry.deleted else entry
+
+    async def get_any(self, key: str) -> Entry | None:
+        """The last revision of `key`, tombstones included (None if never written)."""
+        with translate_errors(self.name, key):
+            try:
+                msg = await self.js.get_msg(
+                    self.stream, subject=self._subject(key), direct=self._direct
+                )
+            except nats.js.errors.NotFoundError:
+                return None
+        if msg.subject != self._subject(key) or msg.seq is None:
+            return None
+        return Entry(key, msg.data or b"", msg.seq, is_tombstone(msg.headers))
+
+    async def create(self, key: str, value: bytes, *, ttl: int | None = None) -> int:
+        """Write `key` only if it does not exist; return the revision.
+
+        A key that was deleted or expired counts as absent (its tombstone's
+        revision is checked, so a racing create still loses).
+
+        Raises:
+            KeyExistsError: the key exists.
+        """
+        try:
+            return await self.update(key, value, revision=0, ttl=ttl)
+        except RevisionConflictError:
+            current = await self.get_any(key)
+            if current is None or not current.deleted:
+                raise KeyExistsError(self.name, key) from None
+            try:
+                return await self.update(key, value, revision=current.revision, ttl=ttl)
+            except RevisionConflictError:
+                raise KeyExistsError(self.name, key) from None
+
+    async def update(self, key: str, value: bytes, *, revision: int, ttl: int | None = None) -> int:
+        """Write `key` only if its last revision is `revision` (0 = never written).
+
+        Raises:
+            RevisionConflictError: another write came first.
+        """
+        headers = {EXPECTED_LAST_HEADER: str(revision)}
+        return await self._publish(key, value, headers, ttl, expected=revision)
+
+    async def put(self, key: str, value: bytes, *, ttl: int | None = None) -> int:
+        """Write `key` unconditionally (with `ttl`, the key expires unless written again)."""
+        return await self._publish(key, value, None, ttl)
+
+    async def _publish(
+        self,
+        key: str,
+        value: bytes,
+        headers: dict[str, str] | None,
+        ttl: int | None,
+        expected: int | None = None,
+    ) -> int:
+        if ttl is not None:
+            # TTLs are whole seconds: nats-py would send int(ttl), and 0 is refused.
+            if ttl < 1 or int(ttl) != ttl:
+                raise ValueError(f"a key TTL must be a whole number of seconds >= 1, got {ttl}")
+            headers = {**(headers or {}), TTL_HEADER: f"{int(ttl)}s"}
+        with translate_errors(self.name, key, expected):
+            ack = await self.js.publish(self._subject(key), value, headers=headers)
+        return int(ack.seq)
+
+    async def delete(self, key: str, *, revision: int | None = None) -> None:
+        """Delete `key` (watchers see a DEL); with `revision`, only if still current.
+
+        Raises:
+            RevisionConflictError: `revision` is stale.
+        """
+        headers = {OPERATION_HEADER: "DEL"}
+        if revision is not None:
+            headers[EXPECTED_LAST_HEADER] = str(revision)
+        with translate_errors(self.name, key, revision):
+            await self.js.publish(self._subject(key), b"", headers=headers)
+
+    async def history(self, key: str) -> list[Entry]:
+        """Every revision still kept for `key`, oldest first."""
+        return [entry async for entry in self._replay(key, history=True)]
+
+    async def entries(self, keys: str = ">") -> list[Entry]:
+        """The current value of every live key matching `keys` (a subject filter)."""
+        return [entry async for entry in self._replay(keys, history=False) if not entry.deleted]
+
+    async def _replay(self, keys: str, *, history: bool) -> AsyncIterator[Entry]:
+        kv = KeyValue(
+            name=self.name, stream=self.stream, pre=self._prefix, js=self.js, direct=self._direct
+        )
+        with translate_errors(self.name, keys):
+            watcher = await kv.watch(keys, include_history=history)
+            try:
+                async for update in watcher:
+                    if update is None:
+                        break
+                    yield Entry(
+                        update.key,
+                        update.value or b"",
+                        int(update.revision or 0),
+                        update.operation in ("DEL", "PURGE"),
+                    )
+                    if update.delta == 0:
+                        break
+            finally:
+                await watcher.stop()  # type: ignore[no-untyped-call]

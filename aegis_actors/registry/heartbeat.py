@@ -1,0 +1,204 @@
+"""`HeartbeatActor`: registers its instance in the registry and keeps the key alive.
+
+The key `service-instances.{serviceName}.{instanceId}` is created with a
+per-key TTL and rewritten every `interval` with a revision-checked write that
+renews the TTL. If the instance dies, nobody rewrites it and NATS expires it
+(watchers see the expiry). A key found gone (purged by hand, expired during a
+pause) is created again. Failed writes are retried with exponential backoff
+and jitter; after `unhealthy_after` failures in a row the instance reports
+itself UNHEALTHY, and the first write that gets through says so, so callers
+stay away for one interval after a flap. On a graceful stop the key is
+deleted first, so callers move away at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from aegis_actors.actor import Actor
+from aegis_actors.backoff import Backoff
+from aegis_actors.buckets import instance_key
+from aegis_actors.context import HealthQuery, InstanceContext
+from aegis_actors.errors import (
+    AegisError,
+    KeyExistsError,
+    RevisionConflictError,
+    StoreUnavailableError,
+)
+from aegis_actors.kv import KVBucket
+from aegis_actors.models import utc_now
+from aegis_actors.registry.models import InstanceStatus, ServiceInstance
+from aegis_actors.registry.store import registry_bucket_spec
+
+
+class HeartbeatSettings(BaseModel):
+    """Registration of an instance in the registry."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ttl: int = Field(
+        30, ge=1, description="Seconds the key outlives the last heartbeat (whole seconds)."
+    )
+    interval: float = Field(10.0, gt=0, description="Seconds between heartbeats.")
+    unhealthy_after: int = Field(
+        3, ge=1, description="Failed heartbeats in a row after which the instance is UNHEALTHY."
+    )
+    retry_min: float = Field(
+        0.1, ge=0, description="First wait before retrying a failed heartbeat (then doubles)."
+    )
+    health_timeout: float = Field(
+        2.0, gt=0, description="Seconds the service's `health()` hook may take."
+    )
+
+    @model_validator(mode="after")
+    def _interval_below_ttl(self) -> HeartbeatSettings:
+        if self.interval >= self.ttl:
+            raise ValueError(
+                f"heartbeat interval ({self.interval:g} s) must be shorter than the key TTL "
+                f"({self.ttl} s), or the key expires between heartbeats"
+            )
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class _Beat:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GetRegistration:
+    """Ask the heartbeat actor for its `Registration`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    registered: bool
+    revision: int | None
+    status: InstanceStatus
+    failures: int
+
+
+class HeartbeatActor(Actor):
+    """Keeps one instance's registry key alive."""
+
+    def __init__(self, instance: InstanceContext, settings: HeartbeatSettings) -> None:
+        super().__init__()
+        self.instance = instance
+        self.settings = settings
+        self.key = instance_key(instance.service_name, instance.instance_id)
+        self._bucket: KVBucket | None = None
+        self._revision: int | None = None
+        self._failures = 0
+        self._degraded = False
+        self._backoff = Backoff(base=settings.retry_min, cap=settings.interval)
+
+    async def on_start(self) -> None:
+        await self._beat()
+
+    async def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _Beat):
+            await self._beat()
+            return None
+        if isinstance(message, GetRegistration):
+            return Registration(
+                self._revision is not None, self._revision, self.instance.status, self._failures
+            )
+        return await super().on_receive(message)
+
+    async def _beat(self) -> None:
+        status = await self._status()
+        try:
+            await self._write(status)
+        except StoreUnavailableError as exc:
+            self._failures += 1
+            delay = self._backoff.delay(self._failures - 1)
+            self.actor_log.warning(
+                "heartbeat failed", error=str(exc), failures=self._failures, retry_in=delay
+            )
+            if self._failures >= self.settings.unhealthy_after and not self._degraded:
+                self._degraded = True
+                self.instance.status = InstanceStatus.UNHEALTHY
+                self.actor_log.error("heartbeats keep failing: instance is UNHEALTHY")
+            self.actor_timer(delay, _Beat())
+            return
+        if self._failures:
+            self.actor_log.info("heartbeat recovered", after_failures=self._failures)
+        self._failures = 0
+        self.actor_timer(self.settings.interval, _Beat())
+
+    async def _status(self) -> InstanceStatus:
+        healthy = await self._ask_health()
+        if self._degraded and self._failures == 0:
+            self._degraded = False  # the previous write told the registry; now recover
+        status = (
+            InstanceStatus.UNHEALTHY if self._degraded or not healthy else InstanceStatus.ACTIVE
+        )
+        if status is not self.instance.status:
+            self.actor_log.info("status changed", old=self.instance.status, new=status)
+            self.instance.status = status
+        return status
+
+    async def _ask_health(self) -> bool:
+        service = self.instance.service
+        if service is None:
+            return False  # not serving (yet, or any more)
+        try:
+            return bool(
+                await service.ask_priority(HealthQuery(), timeout=self.settings.health_timeout)
+            )
+        except (AegisError, TimeoutError) as exc:
+            self.actor_log.warning("health check failed", error=repr(exc))
+            return False
+
+    def _record(self, status: InstanceStatus) -> bytes:
+        ctx = self.instance
+        record = ServiceInstance(
+            service_name=ctx.service_name,
+            instance_id=ctx.instance_id,
+            version=ctx.version,
+            status=status,
+            sticky_active_group=ctx.sticky_active_group,
+            last_heartbeat=utc_now(),
+            metadata={"host": socket.gethostname(), "pid": os.getpid(), **ctx.metadata},
+        )
+        return record.model_dump_json(exclude_none=True).encode()
+
+    async def _write(self, status: InstanceStatus) -> None:
+        if self._bucket is None:
+            self._bucket = await KVBucket.ensure(
+                self.instance.js, registry_bucket_spec(self.instance.buckets)
+            )
+        bucket, ttl, value = self._bucket, self.settings.ttl, self._record(status)
+        if self._revision is not None:
+            try:
+                self._revision = await bucket.update(
+                    self.key, value, revision=self._revision, ttl=ttl
+                )
+                return
+            except RevisionConflictError:
+                self.actor_log.warning("registration changed under us, registering again")
+        try:
+            self._revision = await bucket.create(self.key, value, ttl=ttl)
+            self.actor_log.info("registered", key=self.key, ttl=ttl, status=status.value)
+        except KeyExistsError:
+            # Our own key from before a restart of this actor: the instance id is ours.
+            current = await bucket.get_any(self.key)
+            self._revision = await bucket.update(
+                self.key, value, revision=current.revision if current else 0, ttl=ttl
+            )
+
+    async def on_stop(self) -> None:
+        if self._revision is None or self._bucket is None:
+            return
+        try:
+            with anyio.fail_after(self.instance.kv_timeout):
+                await self._bucket.delete(self.key)
+            self.actor_log.info("deregistered", key=self.key)
+        except (StoreUnavailableError, TimeoutError) as exc:
+            self.actor_log.warning("deregistration failed; the key will expire", error=repr(exc))

@@ -1,0 +1,418 @@
+"""`ServiceActor`: business logic as RPC methods and event handlers, served over NATS.
+
+Subclass it, name the service, and declare methods with `@rpc` and handlers
+with `@event`. Each method is served on `aegis.rpc.{service}.{method}` (queue
+group = the service, so instances share the load) and on
+`aegis.inst.{instanceId}.{method}` (this instance only). Requests go through
+the actor's mailbox and are handled one at a time unless a method opts into
+`max_concurrency`. Bad requests, `ServiceError`s and unexpected exceptions all
+become error replies (SPEC section 5): the actor never crashes on a request.
+
+Example:
+
+    class Greeting(BaseModel):
+        name: str
+
+    class Greeter(ServiceActor):
+        service_name = "greeter"
+        version = "1.0.0"
+
+        @rpc
+        async def greet(self, params: Greeting) -> str:
+            if params.name == "nobody":
+                raise ServiceError(404, "NOT_FOUND", "nobody is not here")
+            await self.publish_event("events.greeter.greeted", {"name": params.name})
+            return f"hello, {params.name}"
+
+        @event("events.greeter.*")
+        async def on_greeted(self, payload: dict[str, str]) -> None:
+            self.actor_log.info("greeted", who=payload["name"])
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
+
+from aegis_actors.actor import Actor, serve_until
+from aegis_actors.context import (
+    HealthQuery,
+    InstanceContext,
+    RequestContext,
+    _current_request,
+    current_request,
+)
+from aegis_actors.endpoints import Endpoints, EventHandler, RpcEndpoint, collect, unknown_method
+from aegis_actors.micro import EndpointStats, MicroResponder
+from aegis_actors.subjects import check_event_subject, check_service_name, last_token, queue_group
+from aegis_actors.wire import (
+    DEADLINE_HEADER,
+    DEFAULT_MAX_REQUEST_BYTES,
+    TRACE_ID_HEADER,
+    ErrorCode,
+    ServiceError,
+    error_reply,
+    ok_reply_raw,
+    parse_deadline,
+)
+
+log = structlog.get_logger("aegis_actors.service")
+
+#: Messages the NATS client may hold for a subscription while the mailbox is
+#: full; past it the client drops them (slow consumer) instead of growing.
+PENDING_MSGS_LIMIT: Final = 65_536
+PENDING_BYTES_LIMIT: Final = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    msg: Msg
+    handler: EventHandler
+
+
+_ENDPOINTS: dict[type, Endpoints] = {}
+
+
+def _endpoints_of(cls: type) -> Endpoints:
+    """The endpoints of a class, collected once (type hints resolved at first start)."""
+    endpoints = _ENDPOINTS.get(cls)
+    if endpoints is None:
+        endpoints = _ENDPOINTS[cls] = collect(cls)
+    return endpoints
+
+
+class ServiceActor(Actor):
+    """Base class of user services: set `service_name` and `version`, declare `@rpc`s.
+
+    Reserved attributes (set by the runtime before `on_start`): `actor_instance`
+    (the `InstanceContext`), and the shortcuts `instance_id`, `settings`, `nats`.
+    """
+
+    service_name: ClassVar[str]
+    """The service's name: `^[a-z][a-z0-9-]{2,63}$`."""
+    version: ClassVar[str] = "0.1.0"
+    description: ClassVar[str] = ""
+    Settings: ClassVar[type[BaseModel] | None] = None
+    """A model for the free-form `settings` of the config file; validated at start."""
+    max_request_bytes: ClassVar[int] = DEFAULT_MAX_REQUEST_BYTES
+    """Larger requests get BAD_REQUEST before any parsing."""
+    drain_timeout: ClassVar[float] = 5.0
+    """Seconds a graceful stop waits for in-flight calls before cancelling them."""
+
+    actor_instance: InstanceContext
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "service_name" in cls.__dict__:
+            check_service_name(cls.service_name)
+
+    # -- what user code reads ----------------------------------------------------
+
+    @property
+    def instance_id(self) -> str:
+        return self.actor_instance.instance_id
+
+    @property
+    def settings(self) -> Any:
+        """The `settings` table of this service in the config file (validated by `Settings`)."""
+        return self.actor_instance.settings
+
+    @property
+    def nats(self) -> Client:
+        """The instance's NATS connection."""
+        return self.actor_instance.connection
+
+    # -- hooks ---------------------------------------------------------------------
+
+    async def health(self) -> bool:
+        """Return False to mark the instance UNHEALTHY at its next heartbeat."""
+        return True
+
+    async def on_message(self, message: Any) -> Any:
+        """Plain actor messages (not requests or events) arrive here."""
+        return await super().on_receive(message)
+
+    # -- what user code calls ------------------------------------------------------
+
+    async def publish_event(self, subject: str, payload: Any = None) -> None:
+        """Publish `payload` (a model or JSON value) on `events.{domain}.{action}`.
+
+        Inside a handler, the request's trace id goes along (`Aegis-Trace-Id`).
+        """
+        check_event_subject(subject)
+        request = current_request()
+        headers = {TRACE_ID_HEADER: request.trace_id} if request is not None else None
+        await self.nats.publish(
+            self.actor_instance.subjects.event(subject),
+            to_json(payload, by_alias=True),
+            headers=headers,
+        )
+
+    # -- machinery -----------------------------------------------------------------
+
+    async def _actor_start(self) -> None:
+        ctx = self.actor_instance
+        if type(self).__dict__.get("service_name") is None and not hasattr(self, "service_name"):
+            raise TypeError(f"{type(self).__name__} must set service_name")
+        self._endpoints = _endpoints_of(type(self))
+        self._subs: list[Subscription] = []
+        self._running = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+        self._limiters = {
+            e.name: anyio.CapacityLimiter(e.max_concurrency)
+            for e in self._endpoints.rpc.values()
+            if e.max_concurrency > 1
+        }
+        subjects = ctx.subjects
+        group = queue_group(self.service_name)
+        self._stats = {
+            e.name: EndpointStats(
+                e.name, subjects.rpc(self.service_name, e.name), group, e.description
+            )
+            for e in self._endpoints.rpc.values()
+        }
+        self._micro = MicroResponder(
+            name=self.service_name,
+            instance_id=self.instance_id,
+            version=self.version,
+            description=self.description or (type(self).__doc__ or "").strip().split("\n")[0],
+            endpoints=list(self._stats.values()),
+            metadata=lambda: {"status": ctx.status.value, "namespace": subjects.namespace},
+        )
+        self._stack = AsyncExitStack()
+        self._tg: TaskGroup = await self._stack.enter_async_context(anyio.create_task_group())
+        try:
+            await self.on_start()
+            await self._subscribe()
+            await self._micro.start(self.nats)
+        except BaseException:
+            await self._unsubscribe_all()
+            self._tg.cancel_scope.cancel()
+            await self._stack.aclose()
+            raise
+        ctx.service = self.actor_ref
+
+    async def _subscribe(self) -> None:
+        client, ctx, ref = self.nats, self.actor_instance, self.actor_ref
+
+        async def subscribe(subject: str, queue: str, cb: Any) -> None:
+            sub = await client.subscribe(
+                subject,
+                queue=queue,
+                cb=cb,
+                pending_msgs_limit=PENDING_MSGS_LIMIT,
+                pending_bytes_limit=PENDING_BYTES_LIMIT,
+            )
+            self._subs.append(sub)
+
+        async def on_request(msg: Msg) -> None:
+            await ref.tell(msg)
+
+        group = queue_group(self.service_name)
+        await subscribe(ctx.subjects.rpc_all(self.service_name), group, on_request)
+        await subscribe(ctx.subjects.instance_all(self.instance_id), "", on_request)
+        for handler in self._endpoints.events:
+
+            async def on_event(msg: Msg, handler: EventHandler = handler) -> None:
+                await ref.tell(_Event(msg, handler))
+
+            await subscribe(
+                ctx.subjects.event(handler.pattern), "" if handler.broadcast else group, on_event
+            )
+
+    async def _unsubscribe_all(self) -> None:
+        subs, self._subs = self._subs, []
+        for sub in subs:
+            try:
+                await sub.unsubscribe()
+            except Exception as exc:
+                log.debug("unsubscribe failed", subject=sub.subject, error=repr(exc))
+
+    async def _actor_stop(self) -> None:
+        """Stop taking calls, finish the accepted ones (within `drain_timeout`), then stop."""
+        self.actor_instance.service = None
+        await self._micro.stop()
+        left = 0
+        with anyio.move_on_after(self.drain_timeout) as scope:
+            await self._drain()
+            await self._idle.wait()
+        if scope.cancelled_caught:
+            left = self.actor_ref.mailbox_statistics().queued + self._running
+            self.actor_log.warning(
+                "drain timed out, cancelling in-flight calls",
+                timeout=self.drain_timeout,
+                left=left,
+            )
+            await self._unsubscribe_all()
+        self._tg.cancel_scope.cancel()
+        await self._stack.aclose()
+        await self.on_stop()
+
+    async def _drain(self) -> None:
+        """Unsubscribe (the server stops routing to us) while serving what already came."""
+        subs, self._subs = self._subs, []
+        delivered = anyio.Event()
+        mailbox = self.actor_ref.mailbox
+
+        async def drain_subscriptions() -> None:
+            try:
+                for sub in subs:
+                    try:
+                        await sub.drain()  # type: ignore[no-untyped-call]
+                    except Exception as exc:  # closed connection: nothing more will come
+                        log.debug("drain failed", subject=sub.subject, error=repr(exc))
+            finally:
+                delivered.set()
+                mailbox.wake()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drain_subscriptions)
+            await serve_until(self, delivered)
+
+    async def on_receive(self, message: Any) -> Any:
+        kind = type(message)
+        if kind is Msg:
+            await self._serve_request(message)
+            return None
+        if kind is _Event:
+            await self._serve_event(message)
+            return None
+        if kind is HealthQuery:
+            return await self._check_health()
+        return await self.on_message(message)
+
+    async def _check_health(self) -> bool:
+        try:
+            return bool(await self.health())
+        except Exception:
+            self.actor_log.exception("health hook failed; reporting unhealthy")
+            return False
+
+    # -- requests ------------------------------------------------------------------
+
+    async def _serve_request(self, msg: Msg) -> None:
+        started = time.perf_counter_ns()
+        method = last_token(msg.subject)
+        endpoint = self._endpoints.rpc.get(method)
+        if endpoint is None:
+            error = unknown_method(self.service_name, method, list(self._endpoints.rpc))
+            await self._reply(msg, *error_reply(error))
+            return
+        limiter = self._limiters.get(method)
+        if limiter is None:
+            await self._run(endpoint, msg, started)
+            return
+        # Waiting here, in the actor's loop, is the back pressure: the mailbox
+        # fills while all N slots are busy.
+        await limiter.acquire()
+        self._running += 1
+        self._idle = anyio.Event()
+        self._tg.start_soon(self._run_limited, limiter, endpoint, msg, started)
+
+    async def _run_limited(
+        self, limiter: anyio.CapacityLimiter, endpoint: RpcEndpoint, msg: Msg, started: int
+    ) -> None:
+        try:
+            await self._run(endpoint, msg, started)
+        finally:
+            limiter.release()
+            self._running -= 1
+            if self._running == 0:
+                self._idle.set()
+
+    async def _run(self, endpoint: RpcEndpoint, msg: Msg, started: int) -> None:
+        headers = msg.headers
+        deadline = parse_deadline(headers.get(DEADLINE_HEADER)) if headers else None
+        request = RequestContext(msg.subject, endpoint.name, headers, deadline)
+        token = _current_request.set(request)
+        reply_headers: dict[str, str] | None = None
+        failure: str | None = None
+        try:
+            body = await self._call_handler(endpoint, msg, deadline)
+        except ServiceError as exc:
+            failure = f"{exc.status} {exc.code}: {exc.message}"
+            body, reply_headers = error_reply(exc)
+        except Exception as exc:
+            trace_id = request.trace_id
+            self.actor_log.exception("handler failed", method=endpoint.name, trace_id=trace_id)
+            error = ServiceError.of(
+                ErrorCode.INTERNAL, f"internal error (trace id {trace_id})", traceId=trace_id
+            )
+            failure = f"500 INTERNAL: {type(exc).__name__}"
+            body, reply_headers = error_reply(error)
+        finally:
+            _current_request.reset(token)
+        await self._reply(msg, body, reply_headers)
+        self._stats[endpoint.name].record(time.perf_counter_ns() - started, failure)
+
+    async def _call_handler(self, endpoint: RpcEndpoint, msg: Msg, deadline: float | None) -> bytes:
+        if len(msg.data) > self.max_request_bytes:
+            raise ServiceError.of(
+                ErrorCode.BAD_REQUEST,
+                f"request of {len(msg.data)} bytes is over the {self.max_request_bytes} byte limit",
+            )
+        params = endpoint.parse(msg.data)
+        args = () if endpoint.params is None else (params,)
+        if deadline is None:
+            result = await endpoint.func(self, *args)
+        else:
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise ServiceError.of(
+                    ErrorCode.DEADLINE_EXCEEDED, "the caller's deadline passed before the call"
+                )
+            # Past the deadline nobody waits for the answer: stop spending on it.
+            with anyio.move_on_after(remaining) as scope:
+                result = await endpoint.func(self, *args)
+            if scope.cancelled_caught:
+                raise ServiceError.of(
+                    ErrorCode.DEADLINE_EXCEEDED,
+                    f"{endpoint.name} ran past the caller's deadline",
+                )
+        return ok_reply_raw(endpoint.dump(result))
+
+    async def _reply(self, msg: Msg, body: bytes, headers: dict[str, str] | None = None) -> None:
+        if not msg.reply:
+            return  # published without a reply subject: nobody waits
+        try:
+            await self.nats.publish(msg.reply, body, headers=headers)
+        except Exception as exc:
+            self.actor_log.warning("reply failed", subject=msg.subject, error=repr(exc))
+
+    # -- events ------------------------------------------------------------------------
+
+    async def _serve_event(self, event: _Event) -> None:
+        msg, handler = event.msg, event.handler
+        subject = self.actor_instance.subjects.event_of(msg.subject)
+        try:
+            payload = None if handler.payload is None else handler.payload.validate_json(msg.data)
+        except ValidationError as exc:
+            self.actor_log.warning(
+                "invalid event dropped",
+                subject=subject,
+                errors=exc.error_count(),
+                error=str(exc.errors(include_url=False)[0]["msg"]),
+            )
+            return
+        request = RequestContext(msg.subject, subject, msg.headers, None)
+        token = _current_request.set(request)
+        try:
+            await handler.func(self, *(() if handler.payload is None else (payload,)))
+        except Exception:
+            self.actor_log.exception(
+                "event handler failed", subject=subject, trace_id=request.trace_id
+            )
+        finally:
+            _current_request.reset(token)

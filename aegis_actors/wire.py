@@ -1,0 +1,177 @@
+"""The wire format of RPC and management replies (SPEC section 5), both ways.
+
+Success: `{"ok": true, "status": 200|201|204, "data": ..., "revision": N}`.
+Error:   `{"ok": false, "status": 4xx|5xx, "error": {"code", "message", "details"}}`
+with the `Nats-Service-Error-Code` / `Nats-Service-Error` headers that NATS
+micro services set, so generic NATS tooling sees the failure too.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import Any, Final
+
+from pydantic import ValidationError
+from pydantic_core import from_json, to_json
+
+from aegis_actors.errors import AegisError
+
+DEADLINE_HEADER: Final = "Aegis-Deadline"
+TRACE_ID_HEADER: Final = "Aegis-Trace-Id"
+ERROR_HEADER: Final = "Nats-Service-Error"
+ERROR_CODE_HEADER: Final = "Nats-Service-Error-Code"
+#: Requests larger than this are refused with BAD_REQUEST before parsing.
+DEFAULT_MAX_REQUEST_BYTES: Final = 256 * 1024
+
+
+class ErrorCode(StrEnum):
+    """The error codes of SPEC section 5 (status in `STATUS`)."""
+
+    BAD_REQUEST = "BAD_REQUEST"
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    REVISION_CONFLICT = "REVISION_CONFLICT"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    INTERNAL = "INTERNAL"
+
+
+STATUS: Final[dict[str, int]] = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.VALIDATION_ERROR: 422,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.ALREADY_EXISTS: 409,
+    ErrorCode.REVISION_CONFLICT: 409,
+    ErrorCode.SERVICE_UNAVAILABLE: 503,
+    ErrorCode.DEADLINE_EXCEEDED: 504,
+    ErrorCode.INTERNAL: 500,
+}
+
+
+class ServiceError(AegisError):
+    """An error reply: raise it in a handler to answer with it; `call()` raises it back.
+
+    Example:
+
+        raise ServiceError(404, "NOT_FOUND", f"no order {params.order_id}")
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        super().__init__(f"{status} {code}: {message}")
+
+    @classmethod
+    def of(cls, code: ErrorCode, message: str, **details: Any) -> ServiceError:
+        """An error with the SPEC's status for `code`."""
+        return cls(STATUS[code], code.value, message, details)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+def ok_reply(data: Any = None, *, status: int = 200, revision: int | None = None) -> bytes:
+    """Encode a success reply; `data` is anything pydantic can dump to JSON."""
+    return _ok_prefix(status) + to_json(data, by_alias=True) + _ok_suffix(revision)
+
+
+def ok_reply_raw(data_json: bytes, *, status: int = 200, revision: int | None = None) -> bytes:
+    """Encode a success reply around data that is already JSON (the hot path)."""
+    return _ok_prefix(status) + data_json + _ok_suffix(revision)
+
+
+_OK_PREFIX: Final = {s: b'{"ok":true,"status":%d,"data":' % s for s in (200, 201, 202, 204)}
+
+
+def _ok_prefix(status: int) -> bytes:
+    return _OK_PREFIX.get(status) or b'{"ok":true,"status":%d,"data":' % status
+
+
+def _ok_suffix(revision: int | None) -> bytes:
+    return b"}" if revision is None else b',"revision":%d}' % revision
+
+
+def error_reply(error: ServiceError) -> tuple[bytes, dict[str, str]]:
+    """Encode an error reply and its NATS micro error headers."""
+    body = to_json({"ok": False, "status": error.status, "error": error.to_dict()})
+    # Header values are one line; a message with newlines would break the frame.
+    one_line = " ".join(error.message.split())
+    return body, {ERROR_CODE_HEADER: str(error.status), ERROR_HEADER: one_line}
+
+
+def decode_reply(data: bytes) -> tuple[Any, int | None]:
+    """Decode a reply into `(data, revision)`, raising `ServiceError` for an error reply."""
+    try:
+        reply = from_json(data)
+    except ValueError as exc:
+        raise ServiceError.of(ErrorCode.INTERNAL, f"reply is not JSON: {exc}") from exc
+    if not isinstance(reply, dict) or "ok" not in reply:
+        raise ServiceError.of(ErrorCode.INTERNAL, "reply is not an aegis envelope")
+    if reply["ok"]:
+        return reply.get("data"), reply.get("revision")
+    error = reply.get("error") or {}
+    raise ServiceError(
+        int(reply.get("status", 500)),
+        str(error.get("code", ErrorCode.INTERNAL.value)),
+        str(error.get("message", "")),
+        error.get("details") or {},
+    )
+
+
+def deadline_header(timeout: float, now: float | None = None) -> str:
+    """The `Aegis-Deadline` value for a call that waits `timeout` seconds from now."""
+    return str(int(((time.time() if now is None else now) + timeout) * 1000))
+
+
+def parse_deadline(value: str | None) -> float | None:
+    """Unix time in seconds of an `Aegis-Deadline` header, or None if absent or malformed."""
+    if not value:
+        return None
+    try:
+        return int(value) / 1000.0
+    except ValueError:
+        return None
+
+
+def _short(value: Any, limit: int = 200) -> Any:
+    """Keep error details small: a 1 MiB bad value must not come back in the reply."""
+    if isinstance(value, str | bytes) and len(value) > limit:
+        return f"{value[:limit]!s}... ({len(value)} long)"
+    if isinstance(value, dict | list) and len(to_json(value, fallback=str)) > limit:
+        return f"<{type(value).__name__} of {len(value)} items>"
+    return value
+
+
+def from_validation_error(exc: ValidationError, *, what: str = "body") -> ServiceError:
+    """Map a pydantic error: not JSON / not an object = 400, a bad field = 422.
+
+    422 details name the first bad `field` and its `value` (SPEC section 5) and
+    list every problem under `errors`.
+    """
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        return ServiceError.of(ErrorCode.BAD_REQUEST, f"{what} is not valid JSON: {first['msg']}")
+    if not first["loc"] and first["type"] in ("model_type", "dict_type", "model_attributes_type"):
+        return ServiceError.of(ErrorCode.BAD_REQUEST, f"{what} must be a JSON object")
+    problems = [
+        {"field": ".".join(str(p) for p in e["loc"]) or what, "message": e["msg"]} for e in errors
+    ]
+    field = problems[0]["field"]
+    return ServiceError.of(
+        ErrorCode.VALIDATION_ERROR,
+        f"{field}: {first['msg']}",
+        field=field,
+        value=_short(first.get("input")),
+        errors=problems,
+    )
