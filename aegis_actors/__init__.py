@@ -3,6 +3,9 @@
 from aegis_actors._version import __version__
 from aegis_actors.actor import Actor, Failure
 from aegis_actors.backoff import Backoff
+from aegis_actors.connection import ConnectionActor, ConnectionSettings, TlsSettings
+from aegis_actors.context import InstanceContext, RequestContext, current_request
+from aegis_actors.endpoints import event, rpc
 from aegis_actors.errors import (
     ActorDeadError,
     ActorStartError,
@@ -10,12 +13,20 @@ from aegis_actors.errors import (
     AskTimeoutError,
     ChildSpecError,
     ConfigError,
+    KeyExistsError,
     MailboxFullError,
     NatsServerError,
     NatsUnavailableError,
     RestartIntensityError,
+    RevisionConflictError,
+    StoreError,
+    StoreUnavailableError,
 )
+from aegis_actors.instance import InstanceSettings, RunningInstance, start_instance
 from aegis_actors.ref import ActorRef, Terminated
+from aegis_actors.registry.heartbeat import HeartbeatSettings
+from aegis_actors.registry.models import InstanceStatus, ServiceInstance
+from aegis_actors.service import ServiceActor
 from aegis_actors.supervisor import (
     AutoShutdown,
     ChildInfo,
@@ -28,6 +39,7 @@ from aegis_actors.supervisor import (
     WhichChildren,
 )
 from aegis_actors.system import ActorSystem, SystemStatistics
+from aegis_actors.wire import ErrorCode, ServiceError
 
 __all__ = [
     "Actor",
@@ -43,18 +55,39 @@ __all__ = [
     "ChildSpec",
     "ChildSpecError",
     "ConfigError",
+    "ConnectionActor",
+    "ConnectionSettings",
+    "ErrorCode",
     "Failure",
+    "HeartbeatSettings",
+    "InstanceContext",
+    "InstanceSettings",
+    "InstanceStatus",
+    "KeyExistsError",
     "MailboxFullError",
     "NatsServerError",
     "NatsUnavailableError",
+    "RequestContext",
     "Restart",
     "RestartIntensityError",
+    "RevisionConflictError",
+    "RunningInstance",
+    "ServiceActor",
+    "ServiceError",
+    "ServiceInstance",
     "StartChild",
+    "StoreError",
+    "StoreUnavailableError",
     "Strategy",
     "Supervisor",
     "SystemStatistics",
     "TerminateChild",
     "Terminated",
+    "TlsSettings",
     "WhichChildren",
     "__version__",
+    "current_request",
+    "event",
+    "rpc",
+    "start_instance",
 ]
