@@ -33,6 +33,10 @@ TTL_HEADER: Final = "Nats-TTL"
 EXPECTED_LAST_HEADER: Final = "Nats-Expected-Last-Subject-Sequence"
 _WRONG_LAST_SEQUENCE: Final = (10071, 10164)
 _NO_MESSAGE: Final = 10037
+#: Seconds the server keeps a replay's consumer once we stop listening. nats-py's
+#: default (5 minutes) left one consumer behind per `entries()` call: a client
+#: listing every second kept 300 of them alive.
+REPLAY_CONSUMER_TTL: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +227,30 @@ class KVBucket:
         with translate_errors(self.name, key, revision):
             await self.js.publish(self._subject(key), b"", headers=headers)
 
+    async def last_revision(self) -> int:
+        """The bucket's latest revision, whatever the key (0 when empty).
+
+        Every write, delete and purge raises it. The stream's leader answers, so
+        it counts every write acknowledged before the call.
+        """
+        with translate_errors(self.name):
+            info = await self.js.stream_info(self.stream)
+        return int(info.state.last_seq)
+
+    async def at(self, revision: int) -> Entry | None:
+        """The entry written at `revision`, whatever its key; None if no longer kept."""
+        with translate_errors(self.name):
+            try:
+                msg = await self.js.get_msg(self.stream, seq=revision, direct=self._direct)
+            except nats.js.errors.NotFoundError:
+                return None
+        subject = msg.subject or ""
+        if not subject.startswith(self._prefix):
+            return None
+        return Entry(
+            subject[len(self._prefix) :], msg.data or b"", revision, is_tombstone(msg.headers)
+        )
+
     async def history(self, key: str) -> list[Entry]:
         """Every revision still kept for `key`, oldest first."""
         return [entry async for entry in self._replay(key, history=True)]
@@ -236,7 +264,9 @@ class KVBucket:
             name=self.name, stream=self.stream, pre=self._prefix, js=self.js, direct=self._direct
         )
         with translate_errors(self.name, keys):
-            watcher = await kv.watch(keys, include_history=history)
+            watcher = await kv.watch(
+                keys, include_history=history, inactive_threshold=REPLAY_CONSUMER_TTL
+            )
             try:
                 async for update in watcher:
                     if update is None:
