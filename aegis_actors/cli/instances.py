@@ -48,7 +48,12 @@ async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
     if args.json:
         print_json(answer.raw)
         return
-    table = Table("INSTANCE", "SERVICE", "VERSION", "STATUS", "HEARTBEAT", "HOST", "PID")
+    table = Table()
+    # Ids are never wrapped or cut: they are what people copy into `instances get`.
+    for column in ("INSTANCE", "SERVICE", "VERSION", "STATUS", "HEARTBEAT"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("HOST")
+    table.add_column("PID", no_wrap=True)
     for instance in InstanceList.model_validate(answer.data).items:
         table.add_row(
             instance.instance_id,

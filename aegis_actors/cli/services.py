@@ -131,7 +131,13 @@ async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
             everything = ServicePage(items=items, next_cursor=None)
             print(to_json({"ok": True, "status": 200, "data": everything}, by_alias=True).decode())
         return
-    table = Table("NAME", "VERSION", "OWNER", "UPDATED", "DESCRIPTION")
+    table = Table()
+    # Names, versions and times are never wrapped or cut: they are what people copy.
+    for column in ("NAME", "VERSION"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("OWNER")
+    table.add_column("UPDATED", no_wrap=True)
+    table.add_column("DESCRIPTION")
     for item in items:
         updated = item.model_dump(mode="json")["updatedAt"]
         table.add_row(
