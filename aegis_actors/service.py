@@ -374,8 +374,14 @@ class ServiceActor(Actor):
             await self._run(endpoint, stats, msg, started)
             return
         # Waiting here, in the actor's loop, is the back pressure: the mailbox
-        # fills while all N slots are busy.
-        await limiter.acquire()
+        # fills while all N slots are busy. A free slot is taken without
+        # yielding: anyio's acquire() always yields to the event loop, which
+        # let the actor start one call per loop turn (5.9k calls/s with 100
+        # in flight, against 27.7k one at a time).
+        try:
+            limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            await limiter.acquire()
         self._running += 1
         self._idle = anyio.Event()
         self._tg.start_soon(self._run_limited, limiter, endpoint, stats, msg, started)
