@@ -15,7 +15,9 @@ from datetime import datetime
 from typing import Any, Final
 
 from pydantic_core import to_json
+from rich import box
 from rich.console import Console
+from rich.table import Table
 
 from aegis_actors.connection import ConnectionSettings, connect
 from aegis_actors.errors import NatsUnavailableError
@@ -25,6 +27,7 @@ from aegis_actors.models import format_timestamp, utc_now
 from aegis_actors.wire import ServiceError
 
 URL_ENV: Final = "AEGIS_NATS_URL"
+NAMESPACE_ENV: Final = "AEGIS_NAMESPACE"
 DEFAULT_URL: Final = "nats://127.0.0.1:4222"
 EXIT_FAILED: Final = 1
 EXIT_NO_NATS: Final = 3
@@ -38,10 +41,13 @@ def client_options() -> argparse.ArgumentParser:
     options.add_argument(
         "--url",
         default=os.environ.get(URL_ENV) or DEFAULT_URL,
-        help=f"NATS server URL (default: ${URL_ENV}, else {DEFAULT_URL})",
+        help=f"NATS server URL, comma-separated for a cluster (default: ${URL_ENV}, "
+        f"else {DEFAULT_URL})",
     )
     options.add_argument(
-        "--namespace", default="", help="the fleet's namespace (prefix of subjects), if any"
+        "--namespace",
+        default=os.environ.get(NAMESPACE_ENV, ""),
+        help=f"the fleet's namespace, if any (default: ${NAMESPACE_ENV})",
     )
     options.add_argument(
         "--timeout",
@@ -61,8 +67,9 @@ def execute(args: argparse.Namespace, action: Action) -> int:
     """Connect, run `action`, report a failure; return the exit code."""
 
     async def main() -> int:
+        urls = [url.strip() for url in args.url.split(",") if url.strip()]
         settings = ConnectionSettings(
-            url=args.url,
+            url=urls if len(urls) > 1 else args.url,
             initial_connect_timeout=args.timeout,
             connect_timeout=min(args.timeout, 2.0),
         )
@@ -102,6 +109,17 @@ def report_error(args: argparse.Namespace, error: ServiceError) -> None:
 def console() -> Console:
     """Rich output to the current stdout (which tests may have replaced)."""
     return Console(file=sys.stdout, highlight=False)
+
+
+def table(*columns: str, no_wrap: tuple[str, ...] = ()) -> Table:
+    """A table with light rules (more room for data in 80 columns than boxes).
+
+    Columns in `no_wrap` are never wrapped or cut: names and ids are what people copy.
+    """
+    result = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        result.add_column(column, no_wrap=column in no_wrap)
+    return result
 
 
 def print_json(raw: bytes | Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from aegis_actors.cli._client import age, client_options, console, execute, print_json
+from aegis_actors.cli._client import age, client_options, console, execute, print_json, table
 from aegis_actors.mgmt.client import ManagementClient
 from aegis_actors.mgmt.models import InstanceList
 from aegis_actors.registry.models import InstanceStatus, ServiceInstance
@@ -48,14 +48,12 @@ async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
     if args.json:
         print_json(answer.raw)
         return
-    table = Table()
-    # Ids are never wrapped or cut: they are what people copy into `instances get`.
-    for column in ("INSTANCE", "SERVICE", "VERSION", "STATUS", "HEARTBEAT"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("HOST")
-    table.add_column("PID", no_wrap=True)
+    rows = table(
+        "INSTANCE", "SERVICE", "VERSION", "STATUS", "HEARTBEAT", "HOST", "PID",
+        no_wrap=("INSTANCE", "SERVICE", "VERSION", "STATUS", "HEARTBEAT", "PID"),
+    )  # fmt: skip
     for instance in InstanceList.model_validate(answer.data).items:
-        table.add_row(
+        rows.add_row(
             instance.instance_id,
             instance.service_name,
             instance.version,
@@ -65,7 +63,7 @@ async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
             Text(str(instance.metadata.get("host", ""))),
             Text(str(instance.metadata.get("pid", ""))),
         )
-    console().print(table)
+    console().print(rows)
 
 
 async def _get(client: ManagementClient, args: argparse.Namespace) -> None:

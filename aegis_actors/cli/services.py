@@ -9,7 +9,7 @@ from pydantic_core import to_json
 from rich.table import Table
 from rich.text import Text
 
-from aegis_actors.cli._client import client_options, console, execute, print_json
+from aegis_actors.cli._client import client_options, console, execute, print_json, table
 from aegis_actors.mgmt.client import Answer, ManagementClient
 from aegis_actors.mgmt.models import DEFAULT_PAGE, MAX_PAGE, ServiceDefinition, ServicePage
 
@@ -131,19 +131,15 @@ async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
             everything = ServicePage(items=items, next_cursor=None)
             print(to_json({"ok": True, "status": 200, "data": everything}, by_alias=True).decode())
         return
-    table = Table()
-    # Names, versions and times are never wrapped or cut: they are what people copy.
-    for column in ("NAME", "VERSION"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("OWNER")
-    table.add_column("UPDATED", no_wrap=True)
-    table.add_column("DESCRIPTION")
+    rows = table(
+        "NAME", "VERSION", "OWNER", "UPDATED", "DESCRIPTION", no_wrap=("NAME", "VERSION", "UPDATED")
+    )
     for item in items:
         updated = item.model_dump(mode="json")["updatedAt"]
-        table.add_row(
+        rows.add_row(
             item.service_name, item.version, Text(item.owner), updated, Text(item.description)
         )
     out = console()
-    out.print(table)
+    out.print(rows)
     if page.next_cursor is not None:
         out.print(Text(f"more after {page.next_cursor}: add --cursor {page.next_cursor}, or --all"))
