@@ -142,9 +142,15 @@ class TestServerSetFields:
 class TestUnknownFieldsAndShapes:
     """Unknown fields are 422; a body that is not a JSON object is 400."""
 
-    @pytest.mark.parametrize("field", ["revision", "owners", "extra", "Version"])
+    @pytest.mark.parametrize("field", ["revision", "owners", "extra", "Version", "created_at"])
     def test_an_unknown_field_is_a_422_naming_it(self, field: str) -> None:
         assert_rejected(CreateService, create(**{field: "x"}), field)
+
+    def test_snake_case_names_are_unknown_fields_on_the_wire(self) -> None:
+        body = {"service_name": "orders", "owner": "team-a", "version": "1.0.0"}
+        problem = error(CreateService, body)
+        assert problem.status == 422
+        assert {e["field"] for e in problem.details["errors"]} == {"serviceName", "service_name"}
 
     @pytest.mark.parametrize("body", [b"", b"nope", b"{", b"[]", b'"orders"', b"42", b"null"])
     def test_not_a_json_object_is_a_400(self, body: bytes) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Final
 
-from pydantic import AfterValidator, Field, Strict, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, Strict, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from aegis_actors.models import Timestamp, WireModel
@@ -74,7 +74,13 @@ class ServiceDefinition(WireModel):
     updated_at: Timestamp = Field(description="Set by the server at every update.")
 
 
-class CreateService(WireModel):
+class _Request(WireModel):
+    """A request body: camelCase only (`service_name` is an unknown field, as any other)."""
+
+    model_config = ConfigDict(populate_by_name=False, validate_by_name=False)
+
+
+class CreateService(_Request):
     """`aegis.mgmt.services.create`: a definition without timestamps."""
 
     service_name: ServiceName
@@ -90,13 +96,13 @@ class CreateService(WireModel):
         raise PydanticCustomError("server_set", "set by the server; leave it out")
 
 
-class GetService(WireModel):
+class GetService(_Request):
     """`aegis.mgmt.services.get`."""
 
     service_name: ServiceName
 
 
-class ListServices(WireModel):
+class ListServices(_Request):
     """`aegis.mgmt.services.list`: a page of definitions sorted by name."""
 
     limit: Annotated[int, Strict(), Field(ge=1, le=MAX_PAGE)] = Field(
@@ -107,7 +113,7 @@ class ListServices(WireModel):
     )
 
 
-class UpdateService(WireModel):
+class UpdateService(_Request):
     """`aegis.mgmt.services.update`: the fields to change, at the revision they were read at."""
 
     service_name: ServiceName
@@ -148,7 +154,7 @@ class UpdateService(WireModel):
         }
 
 
-class DeleteService(WireModel):
+class DeleteService(_Request):
     """`aegis.mgmt.services.delete`: with `revision`, only if the definition is still at it."""
 
     service_name: ServiceName
@@ -164,13 +170,13 @@ class ServicePage(WireModel):
     )
 
 
-class ListInstances(WireModel):
+class ListInstances(_Request):
     """`aegis.mgmt.instances.list`: every live instance, or those of one service."""
 
     service_name: ServiceName | None = None
 
 
-class GetInstance(WireModel):
+class GetInstance(_Request):
     """`aegis.mgmt.instances.get`."""
 
     instance_id: InstanceId
