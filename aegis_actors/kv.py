@@ -89,6 +89,14 @@ def translate_errors(bucket: str, key: str = "", expected: int | None = None) ->
 
 
 @dataclass(frozen=True, slots=True)
+class BucketPosition:
+    """Where a bucket stands: a bucket deleted and made again has another `created`."""
+
+    created: str
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
 class BucketSpec:
     """How a bucket must be configured; `ensure` creates or checks it."""
 
@@ -231,15 +239,20 @@ class KVBucket:
         with translate_errors(self.name, key, revision):
             await self.js.publish(self._subject(key), b"", headers=headers)
 
-    async def last_revision(self) -> int:
-        """The bucket's latest revision, whatever the key (0 when empty).
+    async def position(self) -> BucketPosition:
+        """Which bucket this is (its creation time) and its latest revision, whatever the key.
 
-        Every write, delete and purge raises it. The stream's leader answers, so
-        it counts every write acknowledged before the call.
+        Every write, delete and purge raises the revision. The stream's leader
+        answers, so it counts every write acknowledged before the call.
         """
         with translate_errors(self.name):
             info = await self.js.stream_info(self.stream)
-        return int(info.state.last_seq)
+        created = info.created.isoformat() if info.created else ""
+        return BucketPosition(created, int(info.state.last_seq))
+
+    async def last_revision(self) -> int:
+        """The bucket's latest revision, whatever the key (0 when empty)."""
+        return (await self.position()).revision
 
     async def at(self, revision: int) -> Entry | None:
         """The entry written at `revision`, whatever its key; None if no longer kept."""

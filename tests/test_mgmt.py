@@ -584,6 +584,23 @@ class TestStoreUnavailable:
                 await client.close()
 
 
+class TestDeletedBucket:
+    """A definitions bucket deleted by hand is created again (empty) at the next request."""
+
+    async def test_after_one_503_the_bucket_is_back(
+        self, nats_client: Client, mgmt_settings: InstanceSettings, namespace: str
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as mgmt:
+            await mgmt.call("services", "create", ORDERS)
+            await nats_client.jetstream().delete_key_value(Buckets(namespace).definitions)
+            first = await mgmt.call("services", "create", ORDERS)
+            second = await mgmt.call("services", "create", ORDERS)
+            listed = await mgmt.call("services", "list", {})
+        assert error_of(first) == (503, "SERVICE_UNAVAILABLE")
+        assert second["status"] == 201
+        assert [i["serviceName"] for i in listed["data"]["items"]] == ["orders"]
+
+
 class TestServiceProtocol:
     """$SRV.INFO lists the management subjects, in the aegis-mgmt queue group."""
 

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from aegis_actors.buckets import Buckets
 from aegis_actors.connection import ConnectionSettings, connect
-from aegis_actors.kv import KVBucket
+from aegis_actors.kv import BucketSpec, KVBucket
 from aegis_actors.mgmt.definitions import DefinitionStore, definitions_bucket_spec, encode
 from aegis_actors.mgmt.listing import DefinitionIndex
 from aegis_actors.mgmt.models import ServiceDefinition
@@ -37,6 +37,10 @@ def definition(name: str, description: str = "") -> bytes:
             updated_at=WHEN,
         )
     )
+
+
+def definitions_bucket_spec_of(bucket: KVBucket) -> BucketSpec:
+    return BucketSpec(bucket.name, history=5)
 
 
 def parse(page: bytes) -> tuple[list[str], str | None]:
@@ -143,6 +147,18 @@ class TestFreshness:
             ("bbb", "7"),
         ]
         assert index.reloads == 2
+
+    async def test_a_bucket_deleted_and_made_again_is_read_anew(
+        self, bucket: KVBucket, nats_client: Client
+    ) -> None:
+        await put_all(bucket, ["aaa", "bbb", "ccc"])
+        index = DefinitionIndex(bucket)
+        await index.refresh()
+        js = nats_client.jetstream()
+        await js.delete_key_value(bucket.name)
+        again = await KVBucket.ensure(js, definitions_bucket_spec_of(bucket))
+        await again.put("zzz", definition("zzz"))  # revision 1, below the index's 3
+        assert parse(await index.page(10, None, BIG)) == (["zzz"], None)
 
     async def test_values_that_are_not_definitions_of_their_key_are_skipped(
         self, bucket: KVBucket

@@ -57,21 +57,6 @@ VERBS: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
-@contextmanager
-def store_errors() -> Iterator[None]:
-    """An unreachable (or unusable) store is a 503, not a 500: the request may be retried."""
-    try:
-        yield
-    except StoreUnavailableError as exc:
-        raise ServiceError.of(
-            ErrorCode.SERVICE_UNAVAILABLE, f"the store is unreachable: {exc}"
-        ) from exc
-    except ConfigError as exc:
-        raise ServiceError.of(
-            ErrorCode.SERVICE_UNAVAILABLE, f"the store is unusable: {exc}"
-        ) from exc
-
-
 class ManagementService(ServiceActor):
     """The fleet's control plane: service definitions and instances over request-reply.
 
@@ -99,6 +84,23 @@ class ManagementService(ServiceActor):
         self._index: DefinitionIndex | None = None
         self._instances: InstanceQueries | None = None
 
+    @contextmanager
+    def _store_errors(self) -> Iterator[None]:
+        """An unreachable (or unusable) store is a 503, not a 500: the request may be retried."""
+        try:
+            yield
+        except StoreUnavailableError as exc:
+            # "No stream answered" is also what a deleted bucket looks like:
+            # open (and so create) the buckets again at the next request.
+            self._definitions = self._index = self._instances = None
+            raise ServiceError.of(
+                ErrorCode.SERVICE_UNAVAILABLE, f"the store is unreachable: {exc}"
+            ) from exc
+        except ConfigError as exc:
+            raise ServiceError.of(
+                ErrorCode.SERVICE_UNAVAILABLE, f"the store is unusable: {exc}"
+            ) from exc
+
     async def _store(self) -> DefinitionStore:
         if self._definitions is None:
             ctx = self.actor_instance
@@ -121,14 +123,14 @@ class ManagementService(ServiceActor):
     @rpc(max_concurrency=CONCURRENCY)
     async def services_create(self, params: CreateService) -> Reply:
         """Create a service definition (201; 409 ALREADY_EXISTS)."""
-        with store_errors():
+        with self._store_errors():
             created = await (await self._store()).create(params)
         return Reply(created.definition, status=201, revision=created.revision)
 
     @rpc(max_concurrency=CONCURRENCY, idempotent=True)
     async def services_get(self, params: GetService) -> Reply:
         """Read a service definition and its revision (404 NOT_FOUND)."""
-        with store_errors():
+        with self._store_errors():
             found = await (await self._store()).get(params.service_name)
         return Reply(found.definition, revision=found.revision)
 
@@ -136,21 +138,21 @@ class ManagementService(ServiceActor):
     async def services_list(self, params: ListServices) -> Reply:
         """List service definitions sorted by name, a page at a time."""
         max_bytes = self.nats.max_payload - _ENVELOPE_BYTES
-        with store_errors():
+        with self._store_errors():
             page = await (await self._listing()).page(params.limit, params.cursor, max_bytes)
         return Reply(data_json=page)
 
     @rpc(max_concurrency=CONCURRENCY)
     async def services_update(self, params: UpdateService) -> Reply:
         """Change a definition at its current revision (404; 409 REVISION_CONFLICT)."""
-        with store_errors():
+        with self._store_errors():
             updated = await (await self._store()).update(params)
         return Reply(updated.definition, revision=updated.revision)
 
     @rpc(max_concurrency=CONCURRENCY)
     async def services_delete(self, params: DeleteService) -> Reply:
         """Delete a definition, at a given revision if one is named (204; 404; 409)."""
-        with store_errors():
+        with self._store_errors():
             await (await self._store()).delete(params.service_name, params.revision)
         return Reply(status=204)
 
@@ -159,11 +161,11 @@ class ManagementService(ServiceActor):
     @rpc(max_concurrency=CONCURRENCY, idempotent=True)
     async def instances_list(self, params: ListInstances) -> InstanceList:
         """List live instances, of one service or of all."""
-        with store_errors():
+        with self._store_errors():
             return await (await self._registry()).list(params.service_name)
 
     @rpc(max_concurrency=CONCURRENCY, idempotent=True)
     async def instances_get(self, params: GetInstance) -> ServiceInstance:
         """Read one live instance (404 NOT_FOUND)."""
-        with store_errors():
+        with self._store_errors():
             return await (await self._registry()).get(params.instance_id)

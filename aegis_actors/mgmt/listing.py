@@ -44,6 +44,8 @@ class DefinitionIndex:
         """Every write up to this bucket revision is reflected here."""
         self.reloads = 0
         """How many times the whole bucket was read (for tests and statistics)."""
+        self._created: str | None = None
+        """Which incarnation of the bucket the index holds (its stream's creation time)."""
         self._loaded = False
         self._names: list[str] = []
         self._items: dict[str, tuple[int, bytes]] = {}
@@ -63,10 +65,15 @@ class DefinitionIndex:
 
     async def refresh(self) -> None:
         """Catch up with every write the bucket acknowledged before this call."""
-        last = await self.bucket.last_revision()
-        if self._loaded and last <= self.revision:
+        position = await self.bucket.position()
+        last = position.revision
+        if self._loaded and position.created == self._created and last <= self.revision:
             return
         async with self._lock:
+            if position.created != self._created:
+                # Deleted and made again (by hand, or by another instance):
+                # its revisions start over, so nothing held here applies.
+                self._loaded, self.revision, self._created = False, 0, position.created
             if self._loaded and last <= self.revision:
                 return  # another caller caught up while we waited
             small_gap = self._loaded and last - self.revision <= self.max_catch_up
@@ -75,12 +82,13 @@ class DefinitionIndex:
 
     async def _reload(self, last: int) -> None:
         entries = await self.bucket.entries()  # reflects at least revision `last`
+        self.revision = 0
         self._names, self._items = [], {}
         for entry in sorted(entries, key=lambda e: e.revision):
             self._apply(entry)
         # `last`, not the newest revision seen: deletes after `last` were not
         # replayed, and the next catch-up reads them (applying in order is idempotent).
-        self.revision = max(self.revision, last)
+        self.revision = last
         self._loaded = True
         self.reloads += 1
 
