@@ -23,6 +23,9 @@ from aegis_actors.errors import (
     StoreUnavailableError,
 )
 from aegis_actors.instance import InstanceSettings, RunningInstance, start_instance
+from aegis_actors.mgmt.actor import ManagementService
+from aegis_actors.mgmt.client import ManagementClient
+from aegis_actors.mgmt.models import ServiceDefinition
 from aegis_actors.ref import ActorRef, Terminated
 from aegis_actors.registry.heartbeat import HeartbeatSettings
 from aegis_actors.registry.models import InstanceStatus, ServiceInstance
@@ -39,7 +42,7 @@ from aegis_actors.supervisor import (
     WhichChildren,
 )
 from aegis_actors.system import ActorSystem, SystemStatistics
-from aegis_actors.wire import ErrorCode, ServiceError
+from aegis_actors.wire import ErrorCode, Reply, ServiceError
 
 __all__ = [
     "Actor",
@@ -65,14 +68,18 @@ __all__ = [
     "InstanceStatus",
     "KeyExistsError",
     "MailboxFullError",
+    "ManagementClient",
+    "ManagementService",
     "NatsServerError",
     "NatsUnavailableError",
+    "Reply",
     "RequestContext",
     "Restart",
     "RestartIntensityError",
     "RevisionConflictError",
     "RunningInstance",
     "ServiceActor",
+    "ServiceDefinition",
     "ServiceError",
     "ServiceInstance",
     "StartChild",
