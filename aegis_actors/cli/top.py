@@ -1,0 +1,64 @@
+"""`aegis top`: the fleet, live (refreshing like `top`), from any NATS URL."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import anyio
+from pydantic_core import to_json
+from rich.live import Live
+
+from aegis_actors.cli._client import client_options, console
+from aegis_actors.connection import ConnectionSettings, connect
+from aegis_actors.errors import NatsUnavailableError
+from aegis_actors.eventloop import run
+from aegis_actors.top import FleetSampler, render
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "top",
+        parents=[client_options()],
+        help="a live view of the fleet: instances, status, heartbeat age, call rates",
+        description="A live view of the fleet (Ctrl-C quits): per service its definition, "
+        "its instances with status, version, heartbeat age, call rate and errors.",
+    )
+    parser.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between refreshes (default 1)"
+    )
+    parser.add_argument("--once", action="store_true", help="print one frame and exit")
+    parser.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    async def top() -> int:
+        urls = [u.strip() for u in args.url.split(",") if u.strip()]
+        settings = ConnectionSettings(
+            url=urls if len(urls) > 1 else args.url,
+            initial_connect_timeout=args.timeout,
+            connect_timeout=min(args.timeout, 2.0),
+        )
+        try:
+            client = await connect(settings)
+        except NatsUnavailableError as exc:
+            print(f"aegis: {exc}", file=sys.stderr)
+            return 3
+        sampler = FleetSampler(client, args.namespace)
+        try:
+            if args.once or args.json:
+                view = await sampler.sample()
+                if args.json:
+                    print(to_json(view, by_alias=True).decode())
+                else:
+                    console().print(render(view))
+                return 0
+            with Live(render(await sampler.sample()), console=console(), screen=False) as live:
+                while True:
+                    await anyio.sleep(args.interval)
+                    live.update(render(await sampler.sample()))
+        finally:
+            await client.close()
+
+    return run(top)
