@@ -4,7 +4,8 @@
 | --- | --- | --- |
 | `service-registry` | `service-instances.{serviceName}.{instanceId}` | live instances |
 | `service-definitions` | `{serviceName}` | service definitions, never expire |
-| `aegis-config` | see `aegis_actors.mgmt.configs` | applications and configurations |
+| `aegis-config` | `apps.{id}`, `app-names.{name}` | applications and their name index |
+| `aegis-config` | `configs.{id}`, `config-names.{appId}.{name}` | configurations, name index |
 
 A non-empty namespace prefixes the bucket names (`{ns}-service-registry`).
 """
@@ -59,3 +60,32 @@ def parse_instance_key(key: str) -> tuple[str, str] | None:
     if len(parts) != 3 or parts[0] != INSTANCE_KEY_PREFIX:
         return None
     return parts[1], parts[2]
+
+
+# -- aegis-config: applications and configurations ---------------------------
+
+
+def application_key(application_id: str) -> str:
+    return f"apps.{application_id}"
+
+
+def application_name_key(name: str) -> str:
+    return f"app-names.{name}"
+
+
+def configuration_key(configuration_id: str) -> str:
+    return f"configs.{configuration_id}"
+
+
+def configuration_name_key(application_id: str, name: str) -> str:
+    return f"config-names.{application_id}.{name}"
+
+
+def configuration_names(application_id: str | None = None) -> str:
+    """Key filter for the configuration names of one application, or of all."""
+    return f"config-names.{application_id}.*" if application_id else "config-names.>"
+
+
+APPLICATIONS: Final = "apps.*"
+APPLICATION_NAMES: Final = "app-names.*"
+CONFIGURATIONS: Final = "configs.*"

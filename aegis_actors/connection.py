@@ -9,6 +9,8 @@ servers could not be reached, so a mistyped URL fails fast instead of hanging.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import Any
 import anyio
 import structlog
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from aegis_actors.actor import Actor
@@ -193,6 +196,32 @@ async def connect(
         ) from exc
     log.info("nats connected", url=client.connected_url.geturl() if client.connected_url else "")
     return client
+
+
+async def barrier(client: Client, timeout: float = 5.0) -> None:
+    """Return once the server has processed every command `client` sent before the call.
+
+    `Client.flush()` is not such a barrier in nats-py 2.16: it writes its PING
+    straight to the socket while earlier SUBs may still sit in the client's
+    pending buffer, so the PONG can come back before the server knows the
+    subscriptions (seen here: 1 start in ~100 missed its first messages).
+    A message to ourselves travels behind everything queued before it.
+    """
+    arrived = asyncio.get_running_loop().create_future()
+
+    async def on_message(msg: Msg) -> None:
+        if not arrived.done():
+            arrived.set_result(None)
+
+    inbox = client.new_inbox()
+    sub = await client.subscribe(inbox, cb=on_message, max_msgs=1)
+    try:
+        await client.publish(inbox, b"")
+        with anyio.fail_after(timeout):
+            await arrived
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
 
 
 async def _close_quietly(client: Client) -> None:

@@ -42,18 +42,14 @@ from aegis_actors.supervisor import AutoShutdown, ChildSpec, Restart, Supervisor
 from aegis_actors.system import ActorSystem
 
 
-class InstanceSettings(BaseModel):
-    """How to run one instance of a service (the per-service part of a config file)."""
+class ServiceOptions(BaseModel):
+    """How to run the instances of a service: the per-service table of a config file."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    nats: ConnectionSettings = Field(
-        default_factory=ConnectionSettings, description="Where NATS is."
+    version: str | None = Field(
+        None, pattern=r"^\d+\.\d+\.\d+$", description="Overrides the class's `version`."
     )
-    namespace: str = Field(
-        "", description="Prefix of subjects and bucket names, to share a server between fleets."
-    )
-    version: str | None = Field(None, description="Overrides the class's `version`.")
     registration: bool = Field(
         True,
         description=(
@@ -61,7 +57,9 @@ class InstanceSettings(BaseModel):
             "services through it (off: calls go to queue groups)."
         ),
     )
-    heartbeat: HeartbeatSettings = Field(default_factory=HeartbeatSettings)
+    heartbeat: HeartbeatSettings = Field(
+        default_factory=HeartbeatSettings, description="Key TTL and heartbeat timing."
+    )
     discovery: DiscoverySettings = Field(
         default_factory=DiscoverySettings,
         description="How this instance finds and calls other services.",
@@ -75,8 +73,21 @@ class InstanceSettings(BaseModel):
     kv_timeout: float = Field(
         DEFAULT_KV_TIMEOUT, gt=0, description="Seconds a KV operation may take."
     )
-    max_restarts: int = Field(3, ge=0, description="Restart intensity of the instance tree.")
+    max_restarts: int = Field(
+        3, ge=0, description="Restarts allowed within `within_seconds` in one instance tree."
+    )
     within_seconds: float = Field(5.0, gt=0, description="Window of `max_restarts`.")
+
+
+class InstanceSettings(ServiceOptions):
+    """Everything one instance needs: its service options, where NATS is, its namespace."""
+
+    nats: ConnectionSettings = Field(
+        default_factory=ConnectionSettings, description="Where NATS is."
+    )
+    namespace: str = Field(
+        "", description="Prefix of subjects and bucket names, to share a server between fleets."
+    )
 
     @field_validator("namespace")
     @classmethod
@@ -158,6 +169,14 @@ class InstanceSupervisor(Supervisor):
         # Children are started from this task and inherit its context variables.
         structlog.contextvars.bind_contextvars(instance_id=self.plan.instance_id)
         await super().on_start()
+        plan = self.plan
+        self.actor_log.info(
+            "instance started",
+            service=plan.service_cls.service_name,
+            version=plan.version,
+            namespace=plan.settings.namespace or None,
+            registered=plan.settings.registration,
+        )
 
 
 def _make_service(plan: InstancePlan, ctx: InstanceContext) -> Callable[[], Actor]:

@@ -237,6 +237,14 @@ class KVBucket:
         return [entry async for entry in self._replay(keys, history=False) if not entry.deleted]
 
     async def _replay(self, keys: str, *, history: bool) -> AsyncIterator[Entry]:
+        # nats-py's watcher signals "nothing more" with a None that can come
+        # first by mistake (its consumer-info reply may overtake the first
+        # messages); ask the stream whether any key matches, then trust only
+        # each message's own pending count.
+        with translate_errors(self.name, keys):
+            info = await self.js.stream_info(self.stream, subjects_filter=self._prefix + keys)
+        if not info.state.subjects:
+            return
         kv = KeyValue(
             name=self.name, stream=self.stream, pre=self._prefix, js=self.js, direct=self._direct
         )
@@ -245,7 +253,7 @@ class KVBucket:
             try:
                 async for update in watcher:
                     if update is None:
-                        break
+                        continue
                     yield Entry(
                         update.key,
                         update.value or b"",

@@ -16,7 +16,8 @@ def utc_now() -> datetime:
 def _require_timezone(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp needs a timezone (e.g. 2025-08-02T10:30:00Z)")
-    return value.astimezone(UTC)
+    # Milliseconds, as written: a value read back equals the one that was stored.
+    return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def format_timestamp(value: datetime) -> str:

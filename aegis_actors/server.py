@@ -270,6 +270,24 @@ class NatsServer:
             raise NatsServerError(f"{self.name} is not running")
         self._process.send_signal(signal.SIGSTOP)
         self._paused = True
+        self._wait_state("T")
+
+    def _wait_state(self, state: str, timeout: float = 5.0) -> None:
+        """Wait until the kernel shows the process in `state` (Linux; elsewhere, return).
+
+        A signal is delivered asynchronously: on a busy machine a just-paused
+        server can still answer a request or two.
+        """
+        stat = Path(f"/proc/{self.pid}/stat")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                # The state follows the command name, which is in parentheses.
+                if stat.read_text().rpartition(")")[2].split()[0] == state:
+                    return
+            except (OSError, IndexError):
+                return
+            time.sleep(0.001)
 
     def resume(self) -> None:
         """SIGCONT after `pause()`."""

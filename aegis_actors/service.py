@@ -46,6 +46,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
 from aegis_actors.actor import Actor, serve_until
+from aegis_actors.connection import barrier
 from aegis_actors.context import (
     HealthQuery,
     InstanceContext,
@@ -204,7 +205,7 @@ class ServiceActor(Actor):
         self._idle = anyio.Event()
         self._idle.set()
         self._limiters = {
-            e.name: anyio.CapacityLimiter(e.max_concurrency)
+            e.name: anyio.Semaphore(e.max_concurrency)
             for e in self._endpoints.rpc.values()
             if e.max_concurrency > 1
         }
@@ -230,6 +231,9 @@ class ServiceActor(Actor):
             await self.on_start()
             await self._subscribe()
             await self._micro.start(self.nats)
+            # Started = ready: the server has our subscriptions, so a call
+            # made right after start cannot miss them.
+            await barrier(self.nats, timeout=self.actor_instance.kv_timeout * 5)
         except BaseException:
             await self._unsubscribe_all()
             self._tg.cancel_scope.cancel()
@@ -276,21 +280,23 @@ class ServiceActor(Actor):
     async def _actor_stop(self) -> None:
         """Stop taking calls, finish the accepted ones (within `drain_timeout`), then stop."""
         self.actor_instance.service = None
-        await self._micro.stop()
-        left = 0
-        with anyio.move_on_after(self.drain_timeout) as scope:
-            await self._drain()
-            await self._idle.wait()
-        if scope.cancelled_caught:
-            left = self.actor_ref.mailbox_statistics().queued + self._running
-            self.actor_log.warning(
-                "drain timed out, cancelling in-flight calls",
-                timeout=self.drain_timeout,
-                left=left,
-            )
-            await self._unsubscribe_all()
-        self._tg.cancel_scope.cancel()
-        await self._stack.aclose()
+        try:
+            await self._micro.stop()
+            with anyio.move_on_after(self.drain_timeout) as scope:
+                await self._drain()
+                await self._idle.wait()
+            if scope.cancelled_caught:
+                self.actor_log.warning(
+                    "drain timed out, cancelling in-flight calls",
+                    timeout=self.drain_timeout,
+                    left=self.actor_ref.mailbox_statistics().queued + self._running,
+                )
+                await self._unsubscribe_all()
+        finally:
+            # Always leave the task group entered in _actor_start, or the
+            # cancel scopes of this task would no longer nest.
+            self._tg.cancel_scope.cancel()
+            await self._stack.aclose()
         await self.on_stop()
 
     async def _drain(self) -> None:
@@ -355,7 +361,7 @@ class ServiceActor(Actor):
         self._tg.start_soon(self._run_limited, limiter, endpoint, msg, started)
 
     async def _run_limited(
-        self, limiter: anyio.CapacityLimiter, endpoint: RpcEndpoint, msg: Msg, started: int
+        self, limiter: anyio.Semaphore, endpoint: RpcEndpoint, msg: Msg, started: int
     ) -> None:
         try:
             await self._run(endpoint, msg, started)

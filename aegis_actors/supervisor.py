@@ -268,8 +268,10 @@ class Supervisor(Actor):
             raise
 
     async def on_stop(self) -> None:
-        await self._stop_all()
-        await self._close()
+        try:
+            await self._stop_all()
+        finally:
+            await self._close()
 
     async def _close(self) -> None:
         for child in self._children.values():

@@ -98,6 +98,11 @@ class ActorSystem:
         await run.done.wait()
         guardian.terminate(run.reason)
 
+    def cancel(self) -> None:
+        """Cancel every actor at once (no graceful stop): the last resort."""
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
     def _guardian_exited(self, incarnation: Incarnation) -> None:
         if incarnation.reason is not None:
             log.error("top-level supervisor failed", reason=repr(incarnation.reason))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
+import structlog
+import structlog.testing
 
 from aegis_actors import Actor
 
@@ -88,3 +91,29 @@ class Probe(Actor):
 
 def probe(name: str, journal: Journal, **kwargs: Any) -> Callable[[], Probe]:
     return lambda: Probe(name, journal, **kwargs)
+
+
+class LogJournal(Journal):
+    """Captures structlog events (like `capture_logs`) and lets tests wait for them."""
+
+    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> Any:
+        self.record(event_dict.get("event"), {**event_dict, "log_level": method})
+        raise structlog.DropEvent
+
+    def entries(self, event: str) -> list[dict[str, Any]]:
+        return [e[1] for e in self.events if e[0] == event]
+
+    async def wait_event(self, event: str, count: int = 1, timeout: float = 10.0) -> None:
+        await self.wait_for(
+            lambda events: sum(1 for e in events if e[0] == event) >= count, timeout
+        )
+
+
+@contextmanager
+def watch_logs() -> Iterator[LogJournal]:
+    """Capture every log line of the block into a `LogJournal`."""
+    journal = LogJournal()
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars, journal]
+    ):
+        yield journal

@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from aegis_actors import __version__
-from aegis_actors.cli import server
+from aegis_actors.cli import run, server
 from aegis_actors.logs import LogFormat, configure_logging
 
-_COMMANDS = (server,)
+_COMMANDS = (run, server)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -116,6 +116,9 @@ class HeartbeatActor(Actor):
         try:
             await self._write(status)
         except StoreUnavailableError as exc:
+            # "No stream answered" is also what a deleted bucket looks like:
+            # look the bucket up again (and create it) at the next attempt.
+            self._bucket = None
             self._failures += 1
             delay = self._backoff.delay(self._failures - 1)
             self.actor_log.warning(

@@ -1,0 +1,59 @@
+"""`aegis run CONFIG`: start a fleet from a supervisor config file; Ctrl-C stops it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from aegis_actors.configfile import load_config
+from aegis_actors.errors import ConfigError
+from aegis_actors.eventloop import run as run_loop
+from aegis_actors.runtime import Fleet, run_fleet
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="start the services of a config file (Ctrl-C stops them gracefully)",
+        description="Start the services a supervisor config file describes. Without "
+        "[nats].url an embedded nats-server is started. Environment variables "
+        "AEGIS_NATS_URL, AEGIS_NATS_USER, AEGIS_NATS_PASSWORD, AEGIS_NATS_TOKEN, "
+        "AEGIS_NATS_CREDS_FILE and AEGIS_NAMESPACE override the file.",
+    )
+    parser.add_argument("config", help="the TOML config file, e.g. config/showcase.toml")
+    parser.add_argument(
+        "--check", action="store_true", help="validate the file (and import the classes) only"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"aegis run: {exc}", file=sys.stderr)
+        return 2
+    fleet = config.fleet
+    count = sum(s.config.instances for s in config.services)
+    where = (
+        "an embedded nats-server"
+        if fleet.embedded_server
+        else ", ".join(config.connection().servers)
+    )
+    if args.check:
+        print(
+            f"{args.config}: OK: {len(config.services)} services, {count} instances, "
+            f"against {where}"
+        )
+        return 0
+
+    async def ready(running: Fleet) -> None:
+        names = ", ".join(f"{s.name} x{s.config.instances}" for s in config.services)
+        print(
+            f"aegis: {running.instance_count} instances running ({names}) against "
+            f"{running.url}; Ctrl-C stops them",
+            flush=True,
+        )
+
+    return run_loop(lambda: run_fleet(config, ready=ready))

@@ -1,0 +1,71 @@
+"""Applications and configurations as they travel on the wire (camelCase)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import to_json
+
+from aegis_actors.models import Timestamp, WireModel
+
+APPLICATION_NAME: Final = r"^[a-z][a-z0-9-]{2,63}$"
+#: Configuration names become one KV key token: no dots, wildcards or spaces.
+CONFIGURATION_NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+MAX_CONFIG_BYTES: Final = 64 * 1024
+_ULID: Final = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+def _small_object(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(to_json(value))
+    if size > MAX_CONFIG_BYTES:
+        raise ValueError(f"config is {size} bytes as JSON; at most {MAX_CONFIG_BYTES} allowed")
+    return value
+
+
+def _ulid(value: str) -> str:
+    if not _ULID.match(value):
+        raise ValueError("must be a ULID (26 characters of Crockford base32)")
+    return value
+
+
+Ulid = Annotated[str, AfterValidator(_ulid)]
+ApplicationName = Annotated[str, StringConstraints(pattern=APPLICATION_NAME)]
+ConfigurationName = Annotated[str, StringConstraints(pattern=CONFIGURATION_NAME)]
+Comments = Annotated[str, StringConstraints(max_length=1000)]
+ConfigObject = Annotated[dict[str, Any], AfterValidator(_small_object)]
+
+
+class Application(WireModel):
+    """An application: a named owner of configurations."""
+
+    id: Ulid = Field(description="ULID made by the server.")
+    name: ApplicationName = Field(description="Unique among applications.")
+    comments: Comments = ""
+    configuration_ids: list[str] = Field(
+        default_factory=list, description="Read-only: ids of its configurations."
+    )
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class Configuration(WireModel):
+    """A named JSON object of settings, owned by one application."""
+
+    id: Ulid = Field(description="ULID made by the server.")
+    application_id: Ulid
+    name: ConfigurationName = Field(description="Unique within its application.")
+    comments: Comments = ""
+    config: ConfigObject = Field(description="A JSON object of at most 64 KiB.")
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class NameIndex(BaseModel):
+    """The value of a name-index key: who holds the name, since when."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    claimed_at: Timestamp

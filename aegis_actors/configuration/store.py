@@ -1,0 +1,578 @@
+"""The `aegis-config` bucket: applications and configurations, unique names without transactions.
+
+KV has no multi-key transactions, so uniqueness rests on *name-index keys*
+taken with create-if-absent **before** the record is written:
+
+    app-names.{name}               -> {"id": <application id>, "claimedAt": ...}
+    apps.{id}                      -> the application
+    config-names.{appId}.{name}    -> {"id": <configuration id>, "claimedAt": ...}
+    configs.{id}                   -> the configuration
+
+Of two racing creates of one name, exactly one creates the index key (the
+server decides); the other gets 409. An index entry *holds* its name only if
+the record it points to exists and still carries that name. A crash between
+the two writes leaves an index entry that holds nothing (an orphan): the
+name is free again for a later create once the entry is older than
+`grace` seconds (younger, it may be a create still in flight, so the later
+create gets 409 and may retry); the takeover is a revision-checked write, so
+of two late creates one wins. `repair()` (run by the management actor at
+start) deletes orphans and finishes interrupted cascades, so no name stays
+blocked and no configuration outlives its application.
+
+Deleting an application first marks its record `deleting` with a
+revision-checked write (a stale revision fails there, before anything is
+touched), then deletes its configurations, its record and its name index;
+a record marked `deleting` reads as gone, and `repair()` completes the work
+if the process died half-way. Renames take the new name's index first and
+release the old one after the record is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Generic, TypeVar
+
+from nats.js import JetStreamContext
+from pydantic import BaseModel, ValidationError
+from ulid import ULID
+
+from aegis_actors.buckets import (
+    APPLICATION_NAMES,
+    APPLICATIONS,
+    CONFIGURATIONS,
+    Buckets,
+    application_key,
+    application_name_key,
+    configuration_key,
+    configuration_name_key,
+    configuration_names,
+)
+from aegis_actors.configuration.models import Application, Configuration, NameIndex
+from aegis_actors.errors import KeyExistsError, RevisionConflictError
+from aegis_actors.kv import BucketSpec, Entry, KVBucket
+from aegis_actors.models import Timestamp, WireModel, utc_now
+from aegis_actors.wire import ErrorCode, ServiceError
+
+#: Revisions kept per key: `history` returns the last 10 of a configuration.
+HISTORY: Final = 10
+#: An index entry younger than this may belong to a create still in flight.
+DEFAULT_GRACE: Final = 10.0
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+
+def config_bucket_spec(buckets: Buckets) -> BucketSpec:
+    return BucketSpec(
+        name=buckets.config,
+        description="aegis: applications and configurations (never expire)",
+        history=HISTORY,
+    )
+
+
+class _ApplicationRecord(WireModel):
+    id: str
+    name: str
+    comments: str
+    created_at: Timestamp
+    updated_at: Timestamp
+    deleting: bool = False
+
+
+class _ConfigurationRecord(WireModel):
+    id: str
+    application_id: str
+    name: str
+    comments: str
+    config: dict[str, Any]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list, and the cursor of the next one (None at the end)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RepairReport:
+    orphan_names: int
+    unfinished_deletes: int
+    orphan_configurations: int
+
+
+def _encode_cursor(key: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        name, ident = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return str(name), str(ident)
+    except (ValueError, TypeError) as exc:
+        raise ServiceError.of(
+            ErrorCode.VALIDATION_ERROR,
+            "cursor: not a cursor this service gave out",
+            field="cursor",
+            value=cursor,
+        ) from exc
+
+
+def paginate(
+    items: list[M], key: Callable[[M], tuple[str, str]], limit: int, cursor: str | None
+) -> Page[M]:
+    """Items sorted by `key`, after `cursor`, at most `limit` of them."""
+    ordered = sorted(items, key=key)
+    if cursor is not None:
+        after = _decode_cursor(cursor)
+        ordered = [item for item in ordered if key(item) > after]
+    page = ordered[:limit]
+    more = len(ordered) > limit
+    return Page(page, _encode_cursor(key(page[-1])) if more and page else None)
+
+
+class ConfigurationStore:
+    """CRUD of applications and configurations with the guarantees above."""
+
+    def __init__(
+        self,
+        bucket: KVBucket,
+        *,
+        grace: float = DEFAULT_GRACE,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.bucket = bucket
+        self.grace = grace
+        self.now = now
+
+    @classmethod
+    async def open(
+        cls, js: JetStreamContext, buckets: Buckets, *, grace: float = DEFAULT_GRACE
+    ) -> ConfigurationStore:
+        return cls(await KVBucket.ensure(js, config_bucket_spec(buckets)), grace=grace)
+
+    # -- reading -----------------------------------------------------------------
+
+    @staticmethod
+    def _parse(model: type[M], entry: Entry | None) -> M | None:
+        if entry is None:
+            return None
+        try:
+            return model.model_validate_json(entry.value)
+        except ValidationError:
+            return None
+
+    async def _application_record(self, application_id: str) -> tuple[_ApplicationRecord, int]:
+        entry = await self.bucket.get(application_key(application_id))
+        record = self._parse(_ApplicationRecord, entry)
+        if entry is None or record is None or record.deleting:
+            raise ServiceError.of(
+                ErrorCode.NOT_FOUND, f"no application {application_id}", id=application_id
+            )
+        return record, entry.revision
+
+    async def _configuration_ids(self, application_id: str) -> list[str]:
+        ids = []
+        for entry in await self.bucket.entries(configuration_names(application_id)):
+            index = self._parse(NameIndex, entry)
+            name = entry.key.rpartition(".")[2]
+            if index is not None and await self._holds_configuration(index.id, name):
+                ids.append(index.id)
+        return sorted(ids)
+
+    def _application(self, record: _ApplicationRecord, ids: list[str]) -> Application:
+        return Application(
+            id=record.id,
+            name=record.name,
+            comments=record.comments,
+            configuration_ids=ids,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+    async def get_application(self, application_id: str) -> tuple[Application, int]:
+        record, revision = await self._application_record(application_id)
+        return self._application(record, await self._configuration_ids(record.id)), revision
+
+    async def find_application(self, name: str) -> tuple[Application, int]:
+        index = self._parse(NameIndex, await self.bucket.get(application_name_key(name)))
+        if index is None or not await self._holds_application(index.id, name):
+            raise ServiceError.of(ErrorCode.NOT_FOUND, f"no application named {name!r}", name=name)
+        return await self.get_application(index.id)
+
+    async def list_applications(self, limit: int, cursor: str | None) -> Page[Application]:
+        records = [
+            record
+            for entry in await self.bucket.entries(APPLICATIONS)
+            if (record := self._parse(_ApplicationRecord, entry)) and not record.deleting
+        ]
+        page = paginate(records, lambda r: (r.name, r.id), limit, cursor)
+        apps = [self._application(r, await self._configuration_ids(r.id)) for r in page.items]
+        return Page(apps, page.next_cursor)
+
+    async def _configuration_record(
+        self, configuration_id: str
+    ) -> tuple[_ConfigurationRecord, int]:
+        entry = await self.bucket.get(configuration_key(configuration_id))
+        record = self._parse(_ConfigurationRecord, entry)
+        if entry is None or record is None:
+            raise ServiceError.of(
+                ErrorCode.NOT_FOUND, f"no configuration {configuration_id}", id=configuration_id
+            )
+        return record, entry.revision
+
+    async def get_configuration(self, configuration_id: str) -> tuple[Configuration, int]:
+        record, revision = await self._configuration_record(configuration_id)
+        return Configuration.model_validate(record.model_dump()), revision
+
+    async def find_configuration(self, application_id: str, name: str) -> tuple[Configuration, int]:
+        entry = await self.bucket.get(configuration_name_key(application_id, name))
+        index = self._parse(NameIndex, entry)
+        if index is None or not await self._holds_configuration(index.id, name):
+            raise ServiceError.of(
+                ErrorCode.NOT_FOUND,
+                f"application {application_id} has no configuration named {name!r}",
+                applicationId=application_id,
+                name=name,
+            )
+        return await self.get_configuration(index.id)
+
+    async def list_configurations(
+        self, application_id: str | None, limit: int, cursor: str | None
+    ) -> Page[Configuration]:
+        if application_id is not None:
+            await self._application_record(application_id)
+            ids = await self._configuration_ids(application_id)
+            records = [(await self._configuration_record(i))[0] for i in ids]
+        else:
+            records = [
+                record
+                for entry in await self.bucket.entries(CONFIGURATIONS)
+                if (record := self._parse(_ConfigurationRecord, entry))
+            ]
+        page = paginate(records, lambda r: (r.name, r.id), limit, cursor)
+        items = [Configuration.model_validate(r.model_dump()) for r in page.items]
+        return Page(items, page.next_cursor)
+
+    async def configuration_history(self, configuration_id: str) -> list[tuple[Configuration, int]]:
+        """The last `HISTORY` revisions, newest first."""
+        await self._configuration_record(configuration_id)
+        revisions = []
+        for entry in await self.bucket.history(configuration_key(configuration_id)):
+            record = None if entry.deleted else self._parse(_ConfigurationRecord, entry)
+            if record is not None:
+                revisions.append(
+                    (Configuration.model_validate(record.model_dump()), entry.revision)
+                )
+        return sorted(revisions, key=lambda item: item[1], reverse=True)[:HISTORY]
+
+    # -- name indexes ----------------------------------------------------------------
+
+    async def _holds_application(self, application_id: str, name: str) -> bool:
+        record = self._parse(
+            _ApplicationRecord, await self.bucket.get(application_key(application_id))
+        )
+        return record is not None and record.name == name and not record.deleting
+
+    async def _holds_configuration(self, configuration_id: str, name: str) -> bool:
+        entry = await self.bucket.get(configuration_key(configuration_id))
+        record = self._parse(_ConfigurationRecord, entry)
+        return record is not None and record.name == name
+
+    async def _claim(
+        self,
+        key: str,
+        owner: str,
+        holds: Callable[[str], Awaitable[bool]],
+        taken: Callable[[], ServiceError],
+    ) -> int:
+        """Take the name-index `key` for `owner`, or raise `taken()` (409)."""
+        value = NameIndex(id=owner, claimed_at=self.now()).model_dump_json(by_alias=True).encode()
+        for _ in range(2):  # once more if the holder vanished between our reads
+            try:
+                return await self.bucket.create(key, value)
+            except KeyExistsError:
+                entry = await self.bucket.get(key)
+            if entry is None:
+                continue
+            index = self._parse(NameIndex, entry)
+            if index is not None and index.id == owner:
+                return entry.revision
+            if index is not None and await holds(index.id):
+                raise taken()
+            age = (self.now() - index.claimed_at).total_seconds() if index else self.grace
+            if age < self.grace:
+                raise taken()  # maybe a create still in flight; it will win or be repaired
+            try:
+                return await self.bucket.update(key, value, revision=entry.revision)
+            except RevisionConflictError:
+                raise taken() from None
+        raise taken()
+
+    async def _release(self, key: str, owner: str) -> None:
+        """Delete the name-index `key` if it still points to `owner`."""
+        entry = await self.bucket.get(key)
+        index = self._parse(NameIndex, entry)
+        if entry is not None and index is not None and index.id == owner:
+            # A conflict means someone took it meanwhile: it is theirs now.
+            with contextlib.suppress(RevisionConflictError):
+                await self.bucket.delete(key, revision=entry.revision)
+
+    # -- applications ----------------------------------------------------------------
+
+    async def create_application(self, name: str, comments: str) -> tuple[Application, int]:
+        application_id = str(ULID())
+
+        def taken() -> ServiceError:
+            return ServiceError.of(
+                ErrorCode.ALREADY_EXISTS, f"an application named {name!r} exists", name=name
+            )
+
+        await self._claim(
+            application_name_key(name),
+            application_id,
+            lambda holder: self._holds_application(holder, name),
+            taken,
+        )
+        now = self.now()
+        record = _ApplicationRecord(
+            id=application_id, name=name, comments=comments, created_at=now, updated_at=now
+        )
+        revision = await self.bucket.create(application_key(application_id), _dump(record))
+        return self._application(record, []), revision
+
+    async def update_application(
+        self, application_id: str, revision: int, name: str | None, comments: str | None
+    ) -> tuple[Application, int]:
+        record, current = await self._application_record(application_id)
+        _check_revision(revision, current, application_id)
+        renamed = name is not None and name != record.name
+        if renamed:
+            assert name is not None
+            await self._claim(
+                application_name_key(name),
+                application_id,
+                lambda holder: self._holds_application(holder, name),
+                lambda: ServiceError.of(
+                    ErrorCode.ALREADY_EXISTS, f"an application named {name!r} exists", name=name
+                ),
+            )
+        updated = record.model_copy(
+            update={
+                "name": name if name is not None else record.name,
+                "comments": comments if comments is not None else record.comments,
+                "updated_at": self.now(),
+            }
+        )
+        try:
+            new_revision = await self.bucket.update(
+                application_key(application_id), _dump(updated), revision=revision
+            )
+        except RevisionConflictError:
+            if renamed:
+                assert name is not None
+                await self._release(application_name_key(name), application_id)
+            raise _conflict(application_id) from None
+        if renamed:
+            await self._release(application_name_key(record.name), application_id)
+        ids = await self._configuration_ids(application_id)
+        return self._application(updated, ids), new_revision
+
+    async def delete_application(self, application_id: str, revision: int | None) -> None:
+        record, current = await self._application_record(application_id)
+        if revision is not None:
+            _check_revision(revision, current, application_id)
+        # The revision-checked mark is the one point where a stale delete fails.
+        marked = record.model_copy(update={"deleting": True, "updated_at": self.now()})
+        try:
+            await self.bucket.update(
+                application_key(application_id), _dump(marked), revision=current
+            )
+        except RevisionConflictError:
+            raise _conflict(application_id) from None
+        await self._finish_delete(marked)
+
+    async def _finish_delete(self, record: _ApplicationRecord) -> None:
+        for entry in await self.bucket.entries(configuration_names(record.id)):
+            index = self._parse(NameIndex, entry)
+            if index is not None:
+                await self.bucket.delete(configuration_key(index.id))
+            await self.bucket.delete(entry.key)
+        await self.bucket.delete(application_key(record.id))
+        await self._release(application_name_key(record.name), record.id)
+
+    # -- configurations --------------------------------------------------------------
+
+    async def create_configuration(
+        self, application_id: str, name: str, comments: str, config: dict[str, Any]
+    ) -> tuple[Configuration, int]:
+        await self._application_record(application_id)
+        configuration_id = str(ULID())
+        index_key = configuration_name_key(application_id, name)
+        await self._claim(
+            index_key,
+            configuration_id,
+            lambda holder: self._holds_configuration(holder, name),
+            lambda: ServiceError.of(
+                ErrorCode.ALREADY_EXISTS,
+                f"application {application_id} already has a configuration named {name!r}",
+                applicationId=application_id,
+                name=name,
+            ),
+        )
+        now = self.now()
+        record = _ConfigurationRecord(
+            id=configuration_id,
+            application_id=application_id,
+            name=name,
+            comments=comments,
+            config=config,
+            created_at=now,
+            updated_at=now,
+        )
+        revision = await self.bucket.create(configuration_key(configuration_id), _dump(record))
+        try:
+            await self._application_record(application_id)
+        except ServiceError:
+            # The application was deleted while we wrote: leave nothing behind.
+            await self.bucket.delete(configuration_key(configuration_id))
+            await self._release(index_key, configuration_id)
+            raise
+        return Configuration.model_validate(record.model_dump()), revision
+
+    async def update_configuration(
+        self,
+        configuration_id: str,
+        revision: int,
+        name: str | None,
+        comments: str | None,
+        config: dict[str, Any] | None,
+    ) -> tuple[Configuration, int]:
+        record, current = await self._configuration_record(configuration_id)
+        _check_revision(revision, current, configuration_id)
+        renamed = name is not None and name != record.name
+        if renamed:
+            assert name is not None
+            await self._claim(
+                configuration_name_key(record.application_id, name),
+                configuration_id,
+                lambda holder: self._holds_configuration(holder, name),
+                lambda: ServiceError.of(
+                    ErrorCode.ALREADY_EXISTS,
+                    f"application {record.application_id} already has a configuration "
+                    f"named {name!r}",
+                    name=name,
+                ),
+            )
+        updated = record.model_copy(
+            update={
+                "name": name if name is not None else record.name,
+                "comments": comments if comments is not None else record.comments,
+                "config": config if config is not None else record.config,
+                "updated_at": self.now(),
+            }
+        )
+        try:
+            new_revision = await self.bucket.update(
+                configuration_key(configuration_id), _dump(updated), revision=revision
+            )
+        except RevisionConflictError:
+            if renamed:
+                assert name is not None
+                await self._release(
+                    configuration_name_key(record.application_id, name), configuration_id
+                )
+            raise _conflict(configuration_id) from None
+        if renamed:
+            await self._release(
+                configuration_name_key(record.application_id, record.name), configuration_id
+            )
+        return Configuration.model_validate(updated.model_dump()), new_revision
+
+    async def delete_configuration(self, configuration_id: str, revision: int | None) -> None:
+        record, current = await self._configuration_record(configuration_id)
+        if revision is not None:
+            _check_revision(revision, current, configuration_id)
+        try:
+            await self.bucket.delete(configuration_key(configuration_id), revision=current)
+        except RevisionConflictError:
+            raise _conflict(configuration_id) from None
+        await self._release(
+            configuration_name_key(record.application_id, record.name), configuration_id
+        )
+
+    # -- repair ----------------------------------------------------------------------
+
+    async def repair(self) -> RepairReport:
+        """Finish interrupted deletes; drop orphan indexes and configurations.
+
+        Only entries older than `grace` count as orphans, so a repair never
+        undoes a create in flight.
+        """
+        unfinished = 0
+        for entry in await self.bucket.entries(APPLICATIONS):
+            record = self._parse(_ApplicationRecord, entry)
+            if record is not None and record.deleting and self._old(record.updated_at):
+                await self._finish_delete(record)
+                unfinished += 1
+        orphan_names = 0
+        for pattern, holds in (
+            (APPLICATION_NAMES, self._holds_application),
+            (configuration_names(), self._holds_configuration),
+        ):
+            for entry in await self.bucket.entries(pattern):
+                index = self._parse(NameIndex, entry)
+                name = entry.key.rpartition(".")[2]
+                if index is None or (
+                    self._old(index.claimed_at) and not await holds(index.id, name)
+                ):
+                    try:
+                        await self.bucket.delete(entry.key, revision=entry.revision)
+                        orphan_names += 1
+                    except RevisionConflictError:
+                        pass
+        orphan_configurations = 0
+        for entry in await self.bucket.entries(CONFIGURATIONS):
+            config = self._parse(_ConfigurationRecord, entry)
+            if config is None or not self._old(config.updated_at):
+                continue
+            try:
+                await self._application_record(config.application_id)
+            except ServiceError:
+                await self.bucket.delete(entry.key, revision=entry.revision)
+                orphan_configurations += 1
+        return RepairReport(orphan_names, unfinished, orphan_configurations)
+
+    def _old(self, when: datetime) -> bool:
+        return (self.now() - when).total_seconds() >= self.grace
+
+
+def _dump(model: BaseModel) -> bytes:
+    return model.model_dump_json(by_alias=True).encode()
+
+
+def _conflict(ident: str) -> ServiceError:
+    return ServiceError.of(
+        ErrorCode.REVISION_CONFLICT,
+        f"{ident} changed since the revision you read; read it again",
+        id=ident,
+    )
+
+
+def _check_revision(given: int, current: int, ident: str) -> None:
+    if given != current:
+        raise ServiceError.of(
+            ErrorCode.REVISION_CONFLICT,
+            f"{ident} is at revision {current}, not {given}; read it again",
+            id=ident,
+            revision=given,
+            currentRevision=current,
+        )

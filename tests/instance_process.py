@@ -1,0 +1,48 @@
+"""Runs one instance of a tiny service until killed: the SIGKILL tests' victim.
+
+Usage: python tests/instance_process.py URL NAMESPACE TTL INTERVAL
+Prints the instance id once registered, then serves until the process dies.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import anyio
+
+from aegis_actors import (
+    ActorSystem,
+    ConnectionSettings,
+    HeartbeatSettings,
+    InstanceSettings,
+    ServiceActor,
+    rpc,
+    start_instance,
+)
+from aegis_actors.logs import LogFormat, configure_logging
+
+
+class Victim(ServiceActor):
+    service_name = "victim"
+
+    @rpc
+    async def echo(self, params: dict[str, Any]) -> dict[str, Any]:
+        return params
+
+
+async def main(url: str, namespace: str, ttl: int, interval: float) -> None:
+    configure_logging(LogFormat.JSON, "warning")  # stderr: stdout carries the instance id
+    settings = InstanceSettings(
+        nats=ConnectionSettings(url=url),
+        namespace=namespace,
+        heartbeat=HeartbeatSettings(ttl=ttl, interval=interval),
+    )
+    async with ActorSystem() as system:
+        running = await start_instance(system, Victim, settings)
+        print(running.instance_id, flush=True)
+        await anyio.sleep_forever()
+
+
+if __name__ == "__main__":
+    anyio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))

@@ -1,0 +1,192 @@
+"""Config files: valid ones load; every kind of mistake names the file, the key and why."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from aegis_actors import ConfigError, Strategy
+from aegis_actors.config_reference import BEGIN, END, reference
+from aegis_actors.configfile import load_config
+from aegis_actors.runtime import plan_fleet
+
+HELLO = '[[services]]\nclass = "tests.fleet_services:Hello"\n'
+
+
+Write = Callable[[str], Path]
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Write:
+    def write(text: str) -> Path:
+        path = tmp_path / "fleet.toml"
+        path.write_text(text)
+        return path
+
+    return write
+
+
+class TestValidFiles:
+    """A valid file becomes frozen models, with every class imported and checked."""
+
+    def test_a_minimal_file_takes_the_defaults(self, write: Write) -> None:
+        config = load_config(write(HELLO), environ={})
+        fleet = config.fleet
+        assert fleet.name == "fleet"
+        assert fleet.embedded_server
+        assert fleet.supervisor.strategy is Strategy.ONE_FOR_ONE
+        (service,) = config.services
+        assert service.name == "hello"
+        assert service.config.instances == 1
+        assert service.config.heartbeat.ttl == 30
+
+    def test_a_full_file(self, write: Write) -> None:
+        path = write(
+            """
+name = "trading"
+namespace = "staging"
+
+[nats]
+url = ["nats://a:4222", "nats://b:4222"]
+token = "secret"
+
+[supervisor]
+strategy = "rest_for_one"
+max_restarts = 10
+within_seconds = 60
+
+[[services]]
+class = "tests.fleet_services:Hello"
+instances = 3
+version = "2.0.0"
+[services.heartbeat]
+ttl = 5
+interval = 1
+
+[[services]]
+class = "tests.fleet_services:Configured"
+[services.settings]
+max_quantity = 7
+"""
+        )
+        config = load_config(path, environ={})
+        assert config.fleet.supervisor.strategy is Strategy.REST_FOR_ONE
+        assert config.connection().servers == ["nats://a:4222", "nats://b:4222"]
+        plans = plan_fleet(config)
+        assert [len(p) for p in plans.values()] == [3, 1]
+        hello = plans["hello"][0]
+        assert hello.version == "2.0.0"
+        assert hello.settings.namespace == "staging"
+        assert hello.settings.heartbeat.interval == 1
+        assert plans["configured"][0].service_settings.max_quantity == 7
+        assert len({p.instance_id for p in plans["hello"]}) == 3
+
+    def test_environment_overrides_the_file(self, write: Write) -> None:
+        path = write('namespace = "file"\n[nats]\nurl = "nats://file:4222"\n' + HELLO)
+        env = {"AEGIS_NATS_URL": "nats://x:1, nats://y:2", "AEGIS_NAMESPACE": "env"}
+        config = load_config(path, environ=env)
+        assert config.connection().servers == ["nats://x:1", "nats://y:2"]
+        assert config.fleet.namespace == "env"
+        assert not config.fleet.embedded_server
+
+
+class TestMistakes:
+    """Each mistake is a ConfigError with the file, the key and what was expected."""
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("name = [", "not valid TOML"),
+            ("bogus = 1\n" + HELLO, "bogus: Extra inputs are not permitted"),
+            ("", "services: Field required"),
+            ("services = []", "services: List should have at least 1 item"),
+            (
+                HELLO + "instances = 0\n",
+                "services[0].instances: Input should be greater than or equal to 1 (got 0)",
+            ),
+            (
+                HELLO + 'instances = "two"\n',
+                "services[0].instances: Input should be a valid integer",
+            ),
+            (HELLO + "colour = 1\n", "services[0].colour: Extra inputs are not permitted"),
+            (HELLO + 'version = "1.0"\n', "services[0].version: String should match pattern"),
+            (
+                '[[services]]\nclass = "no colon"\n',
+                "services[0].class: String should match pattern",
+            ),
+            (
+                '[[services]]\nclass = "no.such.module:X"\n',
+                "services[0].class: cannot import 'no.such.module'",
+            ),
+            ('[[services]]\nclass = "tests.fleet_services:Nope"\n', "has no 'Nope'"),
+            (
+                '[[services]]\nclass = "tests.fleet_services:NotAService"\n',
+                "is not a ServiceActor subclass",
+            ),
+            (HELLO + HELLO, "services[1].class: service 'hello' is already run by services[0]"),
+            (
+                HELLO + "[services.heartbeat]\nttl = 5\ninterval = 5\n",
+                "services[0].heartbeat: Value error, heartbeat interval",
+            ),
+            (
+                '[[services]]\nclass = "tests.fleet_services:Configured"\n[services.settings]\nmax_quantity = 0\n',
+                "services[0].settings.max_quantity: Input should be greater than 0 (got 0)",
+            ),
+            (
+                '[supervisor]\nstrategy = "all_at_once"\n' + HELLO,
+                "supervisor.strategy: Input should be",
+            ),
+            ('namespace = "Has Space"\n' + HELLO, "namespace: Value error, namespace"),
+            (
+                '[nats]\nurl = "nats://x"\npassword = "p"\n' + HELLO,
+                "nats: Value error, password needs user",
+            ),
+            (
+                "[embedded]\nport = 70000\n" + HELLO,
+                "embedded.port: Input should be less than or equal to 65535",
+            ),
+        ],
+    )
+    def test_mistake(self, write: Write, text: str, expected: str) -> None:
+        path = write(text)
+        with pytest.raises(ConfigError) as info:
+            load_config(path, environ={})
+        message = str(info.value)
+        assert message.startswith(f"{path}: ")
+        assert expected in message
+
+    def test_a_missing_file(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match="no such file"):
+            load_config(tmp_path / "nope.toml")
+
+    def test_every_mistake_is_reported_at_once(self, write: Write) -> None:
+        path = write("[supervisor]\nmax_restarts = -1\n" + HELLO + "instances = 0\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(path, environ={})
+        lines = str(info.value).splitlines()
+        assert len(lines) == 2
+        assert all(line.startswith(str(path)) for line in lines)
+
+
+class TestReference:
+    """The README's config reference is the one generated from the models."""
+
+    def test_readme_matches_the_models(self) -> None:
+        readme = (Path(__file__).parent.parent / "README.md").read_text()
+        generated = f"{BEGIN}\n\n{reference()}\n{END}"
+        assert generated in readme, (
+            "README.md is out of date: run `python -m aegis_actors.config_reference --write "
+            "README.md`"
+        )
+
+    def test_every_field_is_documented(self) -> None:
+        text = reference()
+        assert "| `class` |" in text
+        assert "[services.heartbeat]" in text
+        assert "| meaning |" in text
+        rows = [line for line in text.splitlines() if line.startswith("| `")]
+        assert all(not line.rstrip().endswith("|  |") for line in rows), (
+            "a field lacks a description"
+        )
