@@ -182,6 +182,11 @@ class Client:
             raise RuntimeError("the client is not started (use `async with Client(...)`)")
         return self._context.connection
 
+    @property
+    def cache(self) -> DiscoveryCache | None:
+        """The discovery cache (its `snapshot` and `statistics()`); None when discovery is off."""
+        return self._cache
+
     async def call(
         self,
         service: str,

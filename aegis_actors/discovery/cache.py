@@ -16,7 +16,6 @@ alive after all), or its key goes away.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,7 +159,7 @@ class DiscoveryCacheActor(Actor):
         self._publish(service)
 
     async def _load(self, service: str, force: bool) -> ServiceView | Failure:
-        now = time.monotonic()
+        now = self.cache.clock()
         view = self.cache.snapshot.get(service)
         if not force and view is not None and self._current(view, now):
             return view  # another caller's miss loaded it meanwhile
@@ -169,7 +168,7 @@ class DiscoveryCacheActor(Actor):
         try:
             entries = await self._read(service)
         except StoreUnavailableError as exc:
-            self._failed_at = time.monotonic()
+            self._failed_at = self.cache.clock()
             self.cache.load_failures += 1
             self.actor_log.warning("registry read failed", service=service, error=str(exc))
             return Failure(exc)
@@ -253,7 +252,7 @@ class DiscoveryCacheActor(Actor):
         )
 
     def _expiry(self, ids: tuple[str, ...], old: ServiceView | None, loaded: bool) -> float:
-        now = time.monotonic()
+        now = self.cache.clock()
         if not ids:
             return now + self.settings.negative_ttl
         if self.settings.mode is DiscoveryMode.WATCH:

@@ -34,7 +34,7 @@ class CallStrategy(StrEnum):
 
 
 class DiscoverySettings(BaseModel):
-    """Finding and calling services; section `[discovery]` of a service in a config file."""
+    """How instances find and call other services: discovery, strategies, retries."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

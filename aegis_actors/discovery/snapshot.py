@@ -44,7 +44,7 @@ class ServiceView:
     members: frozenset[str]
     """`ids` as a set."""
     expires_at: float
-    """`time.monotonic()` after which the view is read again (never, while a watch keeps it)."""
+    """`cache.clock()` after which the view is read again (never, while a watch keeps it)."""
     evicted: frozenset[str] = frozenset()
     """Instances left out after 'no responders', until they write their record again."""
 
@@ -102,8 +102,10 @@ class DiscoveryStatistics:
 class DiscoveryCache:
     """The instance map: read it freely; only its `DiscoveryCacheActor` writes it."""
 
-    def __init__(self, mode: DiscoveryMode) -> None:
+    def __init__(self, mode: DiscoveryMode, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.mode = mode
+        self.clock = clock
+        """Where expiry times come from (tests pass a fake one to skip time)."""
         self.snapshot: Mapping[str, ServiceView] = {}
         self.synced = mode is not DiscoveryMode.WATCH
         self.ready = mode is not DiscoveryMode.WATCH
@@ -123,7 +125,7 @@ class DiscoveryCache:
     def lookup(self, service: str) -> ServiceView | None:
         """A view of `service` with instances to call, or None (a miss: `fetch` it)."""
         view = self.snapshot.get(service)
-        if view is not None and view.ids and view.expires_at > time.monotonic():
+        if view is not None and view.ids and view.expires_at > self.clock():
             if self.synced:
                 self.hits += 1
             else:
