@@ -151,6 +151,22 @@ async def register_ghost(
     return instance_id
 
 
+async def wait_registered(
+    client: NatsClient, namespace: str, service: str, instance_id: str
+) -> None:
+    """Wait until the registry holds the instance's record (its first heartbeat may fail)."""
+    kv = await client.jetstream().key_value(Buckets(namespace).registry)
+    watcher = await kv.watch(instance_key(service, instance_id))
+    try:
+        with anyio.fail_after(10):
+            while True:
+                entry = await watcher.updates(timeout=10)
+                if entry is not None and entry.operation is None and entry.value:
+                    return
+    finally:
+        await watcher.stop()
+
+
 class Victims:
     """Instances of `victim` (tests/instance_process.py), each in its own process, to SIGKILL."""
 

@@ -36,6 +36,7 @@ from tests.discovery_support import (
     start_fleet,
     ttl_cache,
     victims,
+    wait_registered,
 )
 from tests.probes import Journal
 
@@ -382,6 +383,7 @@ class TestRegistryUnreachable:
                         }
                     )
                     (echo,) = await start_fleet(system, 1, settings)
+                    await wait_registered(nc, namespace, "echo", echo.instance_id)
                     assert await t.caller.call("echo", "whoami") == echo.instance_id
                     await anyio.to_thread.run_sync(stream_node.kill)
                     t.clock.advance(10)  # the cached view is due for a reread

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from aegis_actors import (
     Actor,
     ActorSystem,
     CallStrategy,
+    ConfigError,
+    ConnectionSettings,
     DiscoveryMode,
     DiscoverySettings,
     InstanceStatus,
@@ -23,6 +26,7 @@ from aegis_actors import (
     WatchTopic,
 )
 from aegis_actors.buckets import Buckets, instance_key
+from aegis_actors.configfile import load_config
 from aegis_actors.discovery.cache import DiscoveryCacheActor
 from aegis_actors.discovery.snapshot import DiscoveryCache
 from aegis_actors.discovery.strategies import (
@@ -114,6 +118,29 @@ class TestSettings:
     def test_invalid(self, kwargs: dict[str, Any], message: str) -> None:
         with pytest.raises(ValidationError, match=message):
             DiscoverySettings.model_validate(kwargs)
+
+    def test_a_config_file_sets_discovery_per_service(self, tmp_path: Path) -> None:
+        path = tmp_path / "fleet.toml"
+        path.write_text(
+            '[nats]\nurl = "nats://127.0.0.1:4222"\n'
+            '[[services]]\nclass = "tests.fleet_services:Hello"\n'
+            '[services.discovery]\nmode = "ttl"\ncache_ttl = 3.0\n'
+            'strategies = { orders = "least_outstanding" }\n'
+        )
+        (service,) = load_config(path, environ={}).services
+        settings = service.instance_settings(ConnectionSettings(), "").discovery
+        assert settings.mode is DiscoveryMode.TTL
+        assert settings.cache_ttl == 3.0
+        assert settings.strategy_for("orders") is CallStrategy.LEAST_OUTSTANDING
+
+    def test_a_bad_discovery_table_names_file_and_key(self, tmp_path: Path) -> None:
+        path = tmp_path / "fleet.toml"
+        path.write_text(
+            '[[services]]\nclass = "tests.fleet_services:Hello"\n'
+            '[services.discovery]\nstrategy = "fastest"\n'
+        )
+        with pytest.raises(ConfigError, match=r"fleet.toml: services\[0\].discovery.strategy"):
+            load_config(path, environ={})
 
     def test_a_strategy_per_target_service(self) -> None:
         settings = DiscoverySettings(strategy="random", strategies={"orders": "sticky"})
