@@ -59,6 +59,26 @@ MAX_TRACKED_INSTANCES: Final = 4096
 _MIN_WAIT: Final = 0.001
 
 
+class _Route:
+    """What calls of one (service, method) reuse: its picker and its instance subjects."""
+
+    __slots__ = ("_subjects", "method", "picker", "subjects")
+
+    def __init__(self, subjects: Subjects, method: str, picker: Picker) -> None:
+        self.subjects = subjects
+        self.method = method
+        self.picker = picker
+        self._subjects: dict[str, str] = {}
+
+    def subject(self, instance_id: str) -> str:
+        subject = self._subjects.get(instance_id)
+        if subject is None:
+            if len(self._subjects) >= MAX_TRACKED_INSTANCES:
+                self._subjects.clear()
+            subject = self._subjects[instance_id] = self.subjects.instance(instance_id, self.method)
+        return subject
+
+
 @dataclass(slots=True)
 class _Tally:
     calls: int = 0
@@ -111,7 +131,7 @@ class Caller:
         self._max_attempts = settings.max_attempts
         self._requester: Requester | None = None
         self._starting: anyio.Lock | None = None
-        self._checked: set[tuple[str, str]] = set()
+        self._routes: dict[tuple[str, str], _Route] = {}
         self._pickers: dict[str, Picker] = {}
         self._outstanding: dict[str, int] = {}
         self._tallies: dict[str, _Tally] = {}
@@ -145,8 +165,9 @@ class Caller:
             ValueError: a bad service or method name, timeout, or params that
                 are not JSON or too large for the server.
         """
-        if (service, method) not in self._checked:
-            self._check(service, method)
+        # The hot path: one coroutine, dict lookups, no mailbox; every line
+        # here costs every call (see bench/discovery.py).
+        route = self._routes.get((service, method)) or self._new_route(service, method)
         if timeout is None:
             timeout = self._timeout
         elif not timeout > 0:
@@ -169,17 +190,72 @@ class Caller:
         except PydanticSerializationError as exc:
             raise ValueError(f"params of {service}.{method} are not JSON: {exc}") from None
         self.calls += 1
+        cache = self.cache
         try:
             requester = self._requester
             if requester is None or requester.client is not self._client():
                 requester = await self._start_requester()
-            if discovery and self.cache is not None:
-                return await self._call_instance(
+            if not discovery or cache is None:
+                return await self._call_group(
                     requester, service, method, payload, headers, timeout, idempotent
                 )
-            return await self._call_group(
-                requester, service, method, payload, headers, timeout, idempotent
-            )
+            now = time.monotonic
+            deadline = now() + timeout
+            choose = route.picker
+            outstanding = self._outstanding
+            tried: set[str] | None = None
+            reloaded = False
+            timeouts = 0
+            while True:
+                view = cache.lookup(service)
+                if view is None:
+                    view = await cache.fetch(service, timeout=max(deadline - now(), _MIN_WAIT))
+                instance_id = choose.pick(view.ids, tried)
+                if instance_id is None and tried and not reloaded:
+                    # Every instance we knew failed: the registry may know new ones.
+                    reloaded = True
+                    view = await cache.fetch(
+                        service, timeout=max(deadline - now(), _MIN_WAIT), force=True
+                    )
+                    instance_id = choose.pick(view.ids, tried)
+                if instance_id is None:
+                    raise _unavailable(service, method, view, tried)
+                remaining = deadline - now()
+                if remaining <= 0:
+                    raise _deadline_exceeded(service, method, timeout)
+                attempt = remaining
+                if idempotent and timeouts + 1 < self._max_attempts:
+                    attempt = remaining * self._share
+                headers[DEADLINE_HEADER] = deadline_header(attempt)
+                tally = self._tallies.get(instance_id) or self._new_tally(instance_id)
+                outstanding[instance_id] = outstanding.get(instance_id, 0) + 1
+                started = time.perf_counter_ns()
+                try:
+                    msg = await requester.request(
+                        route.subject(instance_id), payload, timeout=attempt, headers=headers
+                    )
+                except NoRespondersError:
+                    tally.failures += 1
+                    cache.evict(service, instance_id)
+                except RequestTimeoutError:
+                    tally.failures += 1
+                    timeouts += 1
+                    if not idempotent or timeouts >= self._max_attempts:
+                        raise _deadline_exceeded(service, method, timeout) from None
+                else:
+                    tally.calls += 1
+                    tally.total_ns += time.perf_counter_ns() - started
+                    return decode_reply(msg.data)[0]
+                finally:
+                    left = outstanding[instance_id] - 1
+                    if left:
+                        outstanding[instance_id] = left
+                    else:
+                        del outstanding[instance_id]
+                self.retries += 1
+                if tried is None:
+                    tried = set()
+                tried.add(instance_id)
         except NatsUnavailableError as exc:
             self.failed += 1
             raise ServiceError.of(
@@ -190,79 +266,6 @@ class Caller:
         except Exception:
             self.failed += 1
             raise
-
-    async def _call_instance(
-        self,
-        requester: Requester,
-        service: str,
-        method: str,
-        payload: bytes,
-        headers: dict[str, str],
-        timeout: float,
-        idempotent: bool,
-    ) -> Any:
-        cache = self.cache
-        assert cache is not None
-        now = time.monotonic
-        deadline = now() + timeout
-        choose = self._pickers.get(service) or self._new_picker(service)
-        outstanding = self._outstanding
-        tried: set[str] | None = None
-        reloaded = False
-        timeouts = 0
-        while True:
-            view = cache.lookup(service)
-            if view is None:
-                view = await cache.fetch(service, timeout=max(deadline - now(), _MIN_WAIT))
-            instance_id = choose.pick(view.ids, tried)
-            if instance_id is None and tried and not reloaded:
-                # Every instance we knew failed: the registry may know new ones.
-                reloaded = True
-                view = await cache.fetch(
-                    service, timeout=max(deadline - now(), _MIN_WAIT), force=True
-                )
-                instance_id = choose.pick(view.ids, tried)
-            if instance_id is None:
-                raise _unavailable(service, method, view, tried)
-            remaining = deadline - now()
-            if remaining <= 0:
-                raise _deadline_exceeded(service, method, timeout)
-            attempt = remaining
-            if idempotent and timeouts + 1 < self._max_attempts:
-                attempt = remaining * self._share
-            headers[DEADLINE_HEADER] = deadline_header(attempt)
-            tally = self._tallies.get(instance_id) or self._new_tally(instance_id)
-            outstanding[instance_id] = outstanding.get(instance_id, 0) + 1
-            started = time.perf_counter_ns()
-            try:
-                msg = await requester.request(
-                    self._subjects.instance(instance_id, method),
-                    payload,
-                    timeout=attempt,
-                    headers=headers,
-                )
-            except NoRespondersError:
-                tally.failures += 1
-                cache.evict(service, instance_id)
-            except RequestTimeoutError:
-                tally.failures += 1
-                timeouts += 1
-                if not idempotent or timeouts >= self._max_attempts:
-                    raise _deadline_exceeded(service, method, timeout) from None
-            else:
-                tally.calls += 1
-                tally.total_ns += time.perf_counter_ns() - started
-                return decode_reply(msg.data)[0]
-            finally:
-                left = outstanding[instance_id] - 1
-                if left:
-                    outstanding[instance_id] = left
-                else:
-                    del outstanding[instance_id]
-            self.retries += 1
-            if tried is None:
-                tried = set()
-            tried.add(instance_id)
 
     async def _call_group(
         self,
@@ -304,12 +307,18 @@ class Caller:
 
     # -- machinery ------------------------------------------------------------------------
 
-    def _check(self, service: str, method: str) -> None:
+    def _new_route(self, service: str, method: str) -> _Route:
         check_service_name(service)
         check_method_name(method)
-        if len(self._checked) >= MAX_TRACKED_INSTANCES:
-            self._checked.clear()
-        self._checked.add((service, method))
+        picker_ = self._pickers.get(service)
+        if picker_ is None:
+            picker_ = self._pickers[service] = picker(
+                self.settings.strategy_for(service), self._outstanding
+            )
+        if len(self._routes) >= MAX_TRACKED_INSTANCES:
+            self._routes.clear()
+        route = self._routes[service, method] = _Route(self._subjects, method, picker_)
+        return route
 
     async def _start_requester(self) -> Requester:
         if self._starting is None:
@@ -328,12 +337,6 @@ class Caller:
         requester, self._requester = self._requester, None
         if requester is not None:
             await requester.close()
-
-    def _new_picker(self, service: str) -> Picker:
-        chosen = self._pickers[service] = picker(
-            self.settings.strategy_for(service), self._outstanding
-        )
-        return chosen
 
     def _new_tally(self, instance_id: str) -> _Tally:
         if len(self._tallies) >= MAX_TRACKED_INSTANCES:
