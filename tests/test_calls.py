@@ -23,7 +23,7 @@ from aegis_actors import (
     ServiceError,
     WhichChildren,
 )
-from aegis_actors.buckets import Buckets
+from aegis_actors.buckets import Buckets, instance_key
 from aegis_actors.connection import connect
 from aegis_actors.discovery.snapshot import DiscoveryCache
 from aegis_actors.kv import KVBucket
@@ -127,6 +127,36 @@ class TestDiscovery:
             for n in range(4):
                 assert await second.call("victim", "echo", {"n": n}) == {"n": n}
             assert (second.statistics().failed, second.statistics().retries) == (0, 0)
+
+    async def test_after_a_server_restart_the_cache_has_no_ghost_and_no_missing_instance(
+        self, own_nats_server: NatsServer, namespace: str
+    ) -> None:
+        writer = await connect(ConnectionSettings(url=own_nats_server.url))
+        # The client waits 0.5-1 s before reconnecting: the registry changes in
+        # that window reach it only through the resync.
+        slow = ConnectionSettings(
+            url=own_nats_server.url, reconnect_wait_min=1, reconnect_wait_max=1
+        )
+        try:
+            gone = await register_ghost(writer, namespace, "records")
+            kept = await register_ghost(writer, namespace, "records")
+            async with Client(namespace=namespace, nats=slow) as c:
+                await c.wait_for_instances("records", 2)
+                await anyio.to_thread.run_sync(own_nats_server.kill)
+                await anyio.to_thread.run_sync(own_nats_server.start)
+                await writer.flush()
+                bucket = await KVBucket.ensure(
+                    writer.jetstream(), registry_bucket_spec(Buckets(namespace))
+                )
+                await bucket.delete(instance_key("records", gone))
+                new = await register_ghost(writer, namespace, "records")
+                assert not c.nats.is_connected, "the changes must happen while it is away"
+                await cache_of(c).wait_for(
+                    lambda _: registered(c, "records") == {kept, new}, timeout=10
+                )
+                assert cache_of(c).synced
+        finally:
+            await writer.close()
 
     async def test_sticky_stays_with_one_instance_and_moves_when_it_dies(
         self, nats_url: str, namespace: str
