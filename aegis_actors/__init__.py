@@ -29,6 +29,9 @@ from aegis_actors.errors import (
     StoreUnavailableError,
 )
 from aegis_actors.instance import InstanceSettings, RunningInstance, start_instance
+from aegis_actors.mgmt.actor import ManagementService
+from aegis_actors.mgmt.client import ManagementClient
+from aegis_actors.mgmt.models import ServiceDefinition
 from aegis_actors.ref import ActorRef, Terminated
 from aegis_actors.registry.heartbeat import HeartbeatSettings
 from aegis_actors.registry.models import InstanceStatus, ServiceInstance
@@ -57,7 +60,7 @@ from aegis_actors.watch import (
     WatchSynced,
     WatchTopic,
 )
-from aegis_actors.wire import ErrorCode, ServiceError
+from aegis_actors.wire import ErrorCode, Reply, ServiceError
 
 __all__ = [
     "Actor",
@@ -94,10 +97,13 @@ __all__ = [
     "KeyExistsError",
     "KeyRemoved",
     "MailboxFullError",
+    "ManagementClient",
+    "ManagementService",
     "NatsServerError",
     "NatsUnavailableError",
     "NoRespondersError",
     "Removal",
+    "Reply",
     "RequestContext",
     "RequestTimeoutError",
     "Requester",
@@ -106,6 +112,7 @@ __all__ = [
     "RevisionConflictError",
     "RunningInstance",
     "ServiceActor",
+    "ServiceDefinition",
     "ServiceError",
     "ServiceInstance",
     "ServiceView",

@@ -3,7 +3,8 @@
 Why not nats-py's `KeyValue` alone: it cannot write a revision-checked update
 with a per-key TTL (`update()` takes no TTL), and its `get()` returns a
 server-placed expiry marker as if it were a value (only `KV-Operation` is
-checked, not `Nats-Marker-Reason`). Here every read classifies tombstones by
+checked, not `Nats-Marker-Reason`), and its watch can end a replay before the
+last entries arrive. Here every read classifies tombstones by
 both headers, every write can carry a TTL, and nats-py's exceptions become
 `KeyExistsError`, `RevisionConflictError` or `StoreUnavailableError`.
 """
@@ -11,14 +12,15 @@ both headers, every write can carry a TTL, and nats-py's exceptions become
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
+import anyio
 import nats.errors
 import nats.js.errors
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
-from nats.js.kv import KeyValue
 
 from aegis_actors.errors import (
     ConfigError,
@@ -33,6 +35,12 @@ TTL_HEADER: Final = "Nats-TTL"
 EXPECTED_LAST_HEADER: Final = "Nats-Expected-Last-Subject-Sequence"
 _WRONG_LAST_SEQUENCE: Final = (10071, 10164)
 _NO_MESSAGE: Final = 10037
+#: Seconds the server keeps a replay's consumer once we stop listening. nats-py's
+#: default (5 minutes) left one consumer behind per `entries()` call: a client
+#: listing every second kept 300 of them alive.
+REPLAY_CONSUMER_TTL: Final = 2.0
+#: Seconds a replay may take (10k keys take ~0.3 s).
+REPLAY_TIMEOUT: Final = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +86,14 @@ def translate_errors(bucket: str, key: str = "", expected: int | None = None) ->
         raise StoreUnavailableError(
             f"JetStream did not answer for {bucket}{'/' + key if key else ''}: {exc!r}"
         ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class BucketPosition:
+    """Where a bucket stands: a bucket deleted and made again has another `created`."""
+
+    created: str
+    revision: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,39 +244,89 @@ class KVBucket:
         with translate_errors(self.name, key, revision):
             await self.js.publish(self._subject(key), b"", headers=headers)
 
+    async def position(self) -> BucketPosition:
+        """Which bucket this is (its creation time) and its latest revision, whatever the key.
+
+        Every write, delete and purge raises the revision. The stream's leader
+        answers, so it counts every write acknowledged before the call.
+        """
+        with translate_errors(self.name):
+            info = await self.js.stream_info(self.stream)
+        created = info.created.isoformat() if info.created else ""
+        return BucketPosition(created, int(info.state.last_seq))
+
+    async def last_revision(self) -> int:
+        """The bucket's latest revision, whatever the key (0 when empty)."""
+        return (await self.position()).revision
+
+    async def at(self, revision: int) -> Entry | None:
+        """The entry written at `revision`, whatever its key; None if no longer kept."""
+        with translate_errors(self.name):
+            try:
+                msg = await self.js.get_msg(self.stream, seq=revision, direct=self._direct)
+            except nats.js.errors.NotFoundError:
+                return None
+        subject = msg.subject or ""
+        if not subject.startswith(self._prefix):
+            return None
+        return Entry(
+            subject[len(self._prefix) :], msg.data or b"", revision, is_tombstone(msg.headers)
+        )
+
     async def history(self, key: str) -> list[Entry]:
         """Every revision still kept for `key`, oldest first."""
-        return [entry async for entry in self._replay(key, history=True)]
+        return await self._replay(key, history=True)
 
     async def entries(self, keys: str = ">") -> list[Entry]:
         """The current value of every live key matching `keys` (a subject filter)."""
-        return [entry async for entry in self._replay(keys, history=False) if not entry.deleted]
+        return [entry for entry in await self._replay(keys, history=False) if not entry.deleted]
 
-    async def _replay(self, keys: str, *, history: bool) -> AsyncIterator[Entry]:
-        # nats-py's watcher signals "nothing more" with a None that can come
-        # first by mistake (its consumer-info reply may overtake the first
-        # messages); ask the stream whether any key matches, then trust only
-        # each message's own pending count.
+    async def _replay(self, keys: str, *, history: bool) -> list[Entry]:
+        """Read what the bucket holds for `keys`, as of at least the start of the call.
+
+        Not nats-py's `KeyValue.watch()`: its end-of-replay marker compares the
+        server's pending count with the messages the client has processed, so
+        messages still in flight are missed and about 1 replay in 100 of a
+        100-key bucket came back empty here (nats.py #842, fix pending in #995).
+        Here the consumer's own count says how many messages the replay owes:
+        those delivered (in flight or not) plus those pending when asked.
+        """
+        found: list[Entry] = []
+        owed: list[int] = []  # set once the consumer has said how many
+        complete = anyio.Event()
+        prefix = self._prefix
+
+        async def on_message(msg: Msg) -> None:
+            subject = msg.subject
+            found.append(
+                Entry(
+                    subject[len(prefix) :] if subject.startswith(prefix) else subject,
+                    msg.data or b"",
+                    int(msg.metadata.sequence.stream),
+                    is_tombstone(msg.headers),
+                )
+            )
+            if owed and len(found) >= owed[0]:
+                complete.set()
+
         with translate_errors(self.name, keys):
-            info = await self.js.stream_info(self.stream, subjects_filter=self._prefix + keys)
-        if not info.state.subjects:
-            return
-        kv = KeyValue(
-            name=self.name, stream=self.stream, pre=self._prefix, js=self.js, direct=self._direct
-        )
-        with translate_errors(self.name, keys):
-            watcher = await kv.watch(keys, include_history=history)
+            sub = await self.js.subscribe(
+                prefix + keys,
+                stream=self.stream,
+                cb=on_message,
+                ordered_consumer=True,
+                deliver_policy=None if history else api.DeliverPolicy.LAST_PER_SUBJECT,
+                inactive_threshold=REPLAY_CONSUMER_TTL,
+            )
             try:
-                async for update in watcher:
-                    if update is None:
-                        continue
-                    yield Entry(
-                        update.key,
-                        update.value or b"",
-                        int(update.revision or 0),
-                        update.operation in ("DEL", "PURGE"),
-                    )
-                    if update.delta == 0:
-                        break
+                info = await sub.consumer_info()
+                delivered = info.delivered.consumer_seq if info.delivered else 0
+                owed.append(delivered + (info.num_pending or 0))
+                if len(found) >= owed[0]:
+                    complete.set()
+                # Only a purge racing the replay can leave messages owed forever.
+                with anyio.fail_after(REPLAY_TIMEOUT):
+                    await complete.wait()
             finally:
-                await watcher.stop()  # type: ignore[no-untyped-call]
+                await sub.unsubscribe()
+        return found

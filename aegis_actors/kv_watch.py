@@ -33,6 +33,7 @@ from typing import Final
 
 import anyio
 import nats.errors
+import nats.js.errors
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -175,9 +176,14 @@ class KeyWatch:
                 inactive_threshold=max(MIN_INACTIVE_THRESHOLD, 5 * self.idle_heartbeat),
             )
             with translate_errors(self.bucket.name, self.keys):
-                info = await self.bucket.js.add_consumer(
-                    self.bucket.stream, config=config, timeout=self.op_timeout
-                )
+                try:
+                    info = await self.bucket.js.add_consumer(
+                        self.bucket.stream, config=config, timeout=self.op_timeout
+                    )
+                except nats.js.errors.NotFoundError as exc:
+                    raise StoreUnavailableError(
+                        f"bucket {self.bucket.name} is gone (deleted?): {exc}"
+                    ) from exc
             self.consumer = info.name
             delivered = info.delivered.consumer_seq if info.delivered else 0
             if not info.num_pending and not delivered:

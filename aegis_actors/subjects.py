@@ -24,6 +24,8 @@ METHOD_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
 NAMESPACE_RE: Final = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 #: A token of a subject: no dots, wildcards or whitespace.
 _TOKEN_RE: Final = re.compile(r"^[^.*>\s]+$")
+# These are checked with fullmatch(): with match(), `$` also matches before a
+# trailing newline, so "abc\n" would pass as a name and break the subject it ends up in.
 
 
 class ControlVerb(StrEnum):
@@ -36,7 +38,7 @@ class ControlVerb(StrEnum):
 
 def check_service_name(name: str) -> str:
     """Return `name` if it is a valid service name, else raise ValueError saying why."""
-    if not isinstance(name, str) or not SERVICE_NAME_RE.match(name):
+    if not isinstance(name, str) or not SERVICE_NAME_RE.fullmatch(name):
         raise ValueError(
             f"service name {name!r} must match {SERVICE_NAME_RE.pattern} "
             "(3-64 characters: lowercase letters, digits and '-', starting with a letter)"
@@ -46,7 +48,7 @@ def check_service_name(name: str) -> str:
 
 def check_method_name(name: str) -> str:
     """Return `name` if it is a valid method name (one subject token), else raise ValueError."""
-    if not isinstance(name, str) or not METHOD_NAME_RE.match(name):
+    if not isinstance(name, str) or not METHOD_NAME_RE.fullmatch(name):
         raise ValueError(
             f"method name {name!r} must match {METHOD_NAME_RE.pattern} "
             "(letters, digits, '_' and '-'; no dots, wildcards or spaces)"
@@ -55,7 +57,7 @@ def check_method_name(name: str) -> str:
 
 
 def check_namespace(namespace: str) -> str:
-    if namespace and not NAMESPACE_RE.match(namespace):
+    if namespace and not NAMESPACE_RE.fullmatch(namespace):
         raise ValueError(f"namespace {namespace!r} must be empty or match {NAMESPACE_RE.pattern}")
     return namespace
 
@@ -68,9 +70,19 @@ def check_event_subject(subject: str, *, pattern: bool = False) -> str:
     for i, token in enumerate(tokens[1:], start=1):
         if pattern and (token == "*" or (token == ">" and i == len(tokens) - 1)):
             continue
-        if not _TOKEN_RE.match(token):
+        if not _TOKEN_RE.fullmatch(token):
             what = "pattern" if pattern else "subject (no wildcards when publishing)"
             raise ValueError(f"event {what} {subject!r} has an invalid token {token!r}")
+    return subject
+
+
+def check_subject(subject: str) -> str:
+    """Return `subject` if it is a literal subject (tokens, no wildcards), else raise ValueError."""
+    tokens = subject.split(".") if isinstance(subject, str) else [""]
+    if not all(_TOKEN_RE.fullmatch(token) for token in tokens):
+        raise ValueError(
+            f"subject {subject!r} must be dot-separated tokens without wildcards or whitespace"
+        )
     return subject
 
 

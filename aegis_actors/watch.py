@@ -354,6 +354,9 @@ class KVWatchActor(Actor):
         try:
             entries = await self._rewatch()
         except StoreUnavailableError as exc:
+            # A deleted bucket looks unreachable too: open (and so create) it
+            # again at the next attempt, as the heartbeat does.
+            self._bucket = None
             self._failures += 1
             self.actor_log.warning(
                 "watch failed",
@@ -404,7 +407,11 @@ class KVWatchActor(Actor):
         known: dict[str, KeyChanged] = {}
         for key, entry in live.items():
             before = self._known.get(key)
-            if before is not None and before.revision == entry.revision:
+            # The value too: a bucket deleted and made again counts revisions from 1.
+            if before is not None and (before.revision, before.value) == (
+                entry.revision,
+                entry.value,
+            ):
                 known[key] = before
             else:
                 known[key] = self._changed(entry)

@@ -9,6 +9,7 @@ micro services set, so generic NATS tooling sees the failure too.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
@@ -99,6 +100,30 @@ def _ok_prefix(status: int) -> bytes:
 
 def _ok_suffix(revision: int | None) -> bytes:
     return b"}" if revision is None else b',"revision":%d}' % revision
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A success reply with its own status (201, 204) or KV revision: return it from an `@rpc`.
+
+    Example:
+
+        return Reply(definition, status=201, revision=revision)
+    """
+
+    data: Any = None
+    status: int = 200
+    revision: int | None = None
+    data_json: bytes | None = None
+    """`data` already encoded as JSON, sent as is (then `data` is not used)."""
+
+    def __post_init__(self) -> None:
+        if not 200 <= self.status <= 299:
+            raise ValueError(f"a success reply needs a 2xx status, got {self.status}")
+
+    def encode(self) -> bytes:
+        data = self.data_json if self.data_json is not None else to_json(self.data, by_alias=True)
+        return ok_reply_raw(data, status=self.status, revision=self.revision)
 
 
 def error_reply(error: ServiceError) -> tuple[bytes, dict[str, str]]:

@@ -190,3 +190,16 @@ class TestReference:
         assert all(not line.rstrip().endswith("|  |") for line in rows), (
             "a field lacks a description"
         )
+
+
+class TestShippedConfigs:
+    """Every config file under config/ validates, classes imported."""
+
+    @pytest.mark.parametrize(
+        "path",
+        sorted((Path(__file__).parent.parent / "config").glob("*.toml")),
+        ids=lambda p: p.name,
+    )
+    def test_ships_valid(self, path: Path) -> None:
+        config = load_config(path, environ={})
+        assert config.services

@@ -261,6 +261,20 @@ class TestResync:
         assert after.resyncs == 1
         assert after.consumer not in (None, before.consumer)
 
+    async def test_a_deleted_bucket_is_made_again_and_its_vanished_keys_are_told(
+        self, nats_client: Client, spec: BucketSpec, bucket: KVBucket
+    ) -> None:
+        await bucket.put("old", b"1")
+        async with watching(nats_client, spec, heartbeat=0.2) as w:
+            await nats_client.jetstream().delete_stream(bucket.stream)
+            again = await KVBucket.ensure(nats_client.jetstream(), spec)
+            await again.put("new", b"2")
+            await w.wait(lambda: len(changes(w.journal)) >= 2)
+            assert changes(w.journal) in (
+                [("put", "new"), ("VANISHED", "old")],
+                [("VANISHED", "old"), ("put", "new")],
+            )
+
     async def test_resyncs_delete_the_consumers_they_replace(
         self, nats_client: Client, spec: BucketSpec, bucket: KVBucket
     ) -> None:

@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from aegis_actors import __version__
-from aegis_actors.cli import run, server
+from aegis_actors.cli import instances, run, server, services
 from aegis_actors.logs import LogFormat, configure_logging
 
-_COMMANDS = (run, server)
+_COMMANDS = (run, server, services, instances)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=LogFormat.HUMAN.value,
         help="log lines for people (default) or JSON lines for machines",
     )
-    parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        help="debug, info, warning, error (default: info; warning for client commands)",
+    )
+    parser.set_defaults(log_level_default="info")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _COMMANDS:
         module.register(commands)
@@ -36,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `aegis` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(LogFormat(args.log_format), args.log_level)
+    configure_logging(LogFormat(args.log_format), args.log_level or args.log_level_default)
     try:
         code: int = args.handler(args)
     except KeyboardInterrupt:

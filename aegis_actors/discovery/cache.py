@@ -168,6 +168,7 @@ class DiscoveryCacheActor(Actor):
         try:
             entries = await self._read(service)
         except StoreUnavailableError as exc:
+            self._bucket = None  # deleted, maybe: open (and create) it again next time
             self._failed_at = self.cache.clock()
             self.cache.load_failures += 1
             self.actor_log.warning("registry read failed", service=service, error=str(exc))

@@ -1,0 +1,142 @@
+"""What the management commands share: connection options, running a request, output.
+
+Exit codes: 0 success; 1 the request failed (an error reply, no `aegis-mgmt`
+answering, no answer in time), with the error's message on stderr; 2 bad
+command-line usage (argparse); 3 NATS could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, Final
+
+from pydantic_core import to_json
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from aegis_actors.connection import ConnectionSettings, connect
+from aegis_actors.errors import NatsUnavailableError
+from aegis_actors.eventloop import run
+from aegis_actors.mgmt.client import DEFAULT_TIMEOUT, ManagementClient
+from aegis_actors.models import format_timestamp, utc_now
+from aegis_actors.wire import ServiceError
+
+URL_ENV: Final = "AEGIS_NATS_URL"
+NAMESPACE_ENV: Final = "AEGIS_NAMESPACE"
+DEFAULT_URL: Final = "nats://127.0.0.1:4222"
+EXIT_FAILED: Final = 1
+EXIT_NO_NATS: Final = 3
+
+Action = Callable[[ManagementClient, argparse.Namespace], Awaitable[None]]
+
+
+def client_options() -> argparse.ArgumentParser:
+    """The options of every management command (a parent parser)."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--url",
+        default=os.environ.get(URL_ENV) or DEFAULT_URL,
+        help=f"NATS server URL, comma-separated for a cluster (default: ${URL_ENV}, "
+        f"else {DEFAULT_URL})",
+    )
+    options.add_argument(
+        "--namespace",
+        default=os.environ.get(NAMESPACE_ENV, ""),
+        help=f"the fleet's namespace, if any (default: ${NAMESPACE_ENV})",
+    )
+    options.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds to wait for NATS and for the answer (default {DEFAULT_TIMEOUT:g})",
+    )
+    options.add_argument(
+        "--json", action="store_true", help="print the reply as JSON (for scripts)"
+    )
+    # A client prints answers: "nats connected" lines would be noise (--log-level info shows them).
+    options.set_defaults(log_level_default="warning")
+    return options
+
+
+def execute(args: argparse.Namespace, action: Action) -> int:
+    """Connect, run `action`, report a failure; return the exit code."""
+
+    async def main() -> int:
+        urls = [url.strip() for url in args.url.split(",") if url.strip()]
+        settings = ConnectionSettings(
+            url=urls if len(urls) > 1 else args.url,
+            initial_connect_timeout=args.timeout,
+            connect_timeout=min(args.timeout, 2.0),
+        )
+        try:
+            client = await connect(settings)
+        except NatsUnavailableError as exc:
+            print(f"aegis: {exc}", file=sys.stderr)
+            return EXIT_NO_NATS
+        try:
+            await action(
+                ManagementClient(client, namespace=args.namespace, timeout=args.timeout), args
+            )
+        except ServiceError as exc:
+            report_error(args, exc)
+            return EXIT_FAILED
+        finally:
+            await client.close()
+        return 0
+
+    return run(main)
+
+
+def report_error(args: argparse.Namespace, error: ServiceError) -> None:
+    """The error envelope on stdout with --json; else its message (and details) on stderr."""
+    if args.json:
+        envelope = {"ok": False, "status": error.status, "error": error.to_dict()}
+        print(to_json(envelope).decode())
+        return
+    print(f"aegis: {error.status} {error.code}: {error.message}", file=sys.stderr)
+    if "field" in error.details:
+        print(
+            f"  field: {error.details['field']}, value: {error.details.get('value')!r}",
+            file=sys.stderr,
+        )
+
+
+def console() -> Console:
+    """Rich output to the current stdout (which tests may have replaced)."""
+    return Console(file=sys.stdout, highlight=False)
+
+
+def table(*columns: str, no_wrap: tuple[str, ...] = ()) -> Table:
+    """A table with light rules (more room for data in 80 columns than boxes).
+
+    Columns in `no_wrap` are never wrapped or cut: names and ids are what people copy.
+    """
+    result = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        result.add_column(column, no_wrap=column in no_wrap)
+    return result
+
+
+def print_json(raw: bytes | Any) -> None:
+    """Print a reply as received (bytes) or a value as JSON."""
+    data = raw if isinstance(raw, bytes) else to_json(raw, by_alias=True)
+    print(data.decode())
+
+
+def age(moment: datetime) -> str:
+    """How long ago, for people: `4s ago`, `3m ago`, `2h ago`, or the timestamp."""
+    seconds = (utc_now() - moment).total_seconds()
+    if seconds < 0:
+        return format_timestamp(moment)
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.0f}h ago"
+    return format_timestamp(moment)

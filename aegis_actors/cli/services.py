@@ -1,0 +1,145 @@
+"""`aegis services create|get|list|update|delete`: service definitions (`aegis.mgmt.services.*`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pydantic_core import to_json
+from rich.table import Table
+from rich.text import Text
+
+from aegis_actors.cli._client import client_options, console, execute, print_json, table
+from aegis_actors.mgmt.client import Answer, ManagementClient
+from aegis_actors.mgmt.models import DEFAULT_PAGE, MAX_PAGE, ServiceDefinition, ServicePage
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "services",
+        help="manage service definitions (create, get, list, update, delete)",
+        description="Manage service definitions through the aegis-mgmt service.",
+    )
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    options = client_options()
+
+    create = verbs.add_parser("create", parents=[options], help="create a definition")
+    create.add_argument("service_name", metavar="NAME", help="^[a-z][a-z0-9-]{2,63}$")
+    create.add_argument("--owner", required=True, help="who answers for it (1-100 characters)")
+    create.add_argument("--version", required=True, help="MAJOR.MINOR.PATCH")
+    create.add_argument("--description", default="", help="what it does (0-500 characters)")
+    create.set_defaults(handler=lambda args: execute(args, _create))
+
+    get = verbs.add_parser("get", parents=[options], help="show a definition and its revision")
+    get.add_argument("service_name", metavar="NAME")
+    get.set_defaults(handler=lambda args: execute(args, _get))
+
+    listing = verbs.add_parser("list", parents=[options], help="list definitions by name")
+    listing.add_argument(
+        "--limit", type=int, default=None, help=f"per page, 1-{MAX_PAGE} (default {DEFAULT_PAGE})"
+    )
+    listing.add_argument("--cursor", default=None, help="start after this name (`nextCursor`)")
+    listing.add_argument("--all", action="store_true", help="follow the cursor to the last page")
+    listing.set_defaults(handler=lambda args: execute(args, _list))
+
+    update = verbs.add_parser(
+        "update", parents=[options], help="change a definition at its current revision"
+    )
+    update.add_argument("service_name", metavar="NAME")
+    update.add_argument(
+        "--revision", type=int, required=True, help="the revision you read (`services get`)"
+    )
+    update.add_argument("--owner", default=None)
+    update.add_argument("--version", default=None)
+    update.add_argument("--description", default=None)
+    update.set_defaults(handler=lambda args: execute(args, _update))
+
+    delete = verbs.add_parser("delete", parents=[options], help="delete a definition")
+    delete.add_argument("service_name", metavar="NAME")
+    delete.add_argument("--revision", type=int, default=None, help="only if still at this revision")
+    delete.set_defaults(handler=lambda args: execute(args, _delete))
+
+
+def _show(answer: Answer, args: argparse.Namespace, done: str) -> None:
+    if args.json:
+        print_json(answer.raw)
+        return
+    definition = ServiceDefinition.model_validate(answer.data)
+    table = Table(show_header=False, box=None, title=Text(done), title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for field, value in definition.model_dump(mode="json").items():
+        table.add_row(field, Text(str(value)))  # Text: user data is never read as markup
+    table.add_row("revision", str(answer.revision))
+    console().print(table)
+
+
+async def _create(client: ManagementClient, args: argparse.Namespace) -> None:
+    params = {
+        "serviceName": args.service_name,
+        "owner": args.owner,
+        "version": args.version,
+        "description": args.description,
+    }
+    answer = await client.request("services", "create", params)
+    _show(answer, args, f"created {args.service_name}")
+
+
+async def _get(client: ManagementClient, args: argparse.Namespace) -> None:
+    answer = await client.request("services", "get", {"serviceName": args.service_name})
+    _show(answer, args, args.service_name)
+
+
+async def _update(client: ManagementClient, args: argparse.Namespace) -> None:
+    params: dict[str, Any] = {"serviceName": args.service_name, "revision": args.revision}
+    for field in ("owner", "version", "description"):
+        if getattr(args, field) is not None:
+            params[field] = getattr(args, field)
+    answer = await client.request("services", "update", params)
+    _show(answer, args, f"updated {args.service_name}")
+
+
+async def _delete(client: ManagementClient, args: argparse.Namespace) -> None:
+    params: dict[str, Any] = {"serviceName": args.service_name}
+    if args.revision is not None:
+        params["revision"] = args.revision
+    answer = await client.request("services", "delete", params)
+    if args.json:
+        print_json(answer.raw)
+    else:
+        console().print(Text(f"deleted {args.service_name}"))
+
+
+async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
+    params: dict[str, Any] = {}
+    if args.limit is not None:
+        params["limit"] = args.limit
+    if args.cursor is not None:
+        params["cursor"] = args.cursor
+    answer = await client.request("services", "list", params)
+    page = ServicePage.model_validate(answer.data)
+    items = list(page.items)
+    while args.all and page.next_cursor is not None:
+        page = ServicePage.model_validate(
+            (await client.request("services", "list", {**params, "cursor": page.next_cursor})).data
+        )
+        items += page.items
+    if args.json:
+        if not args.all:
+            print_json(answer.raw)
+        else:
+            everything = ServicePage(items=items, next_cursor=None)
+            print(to_json({"ok": True, "status": 200, "data": everything}, by_alias=True).decode())
+        return
+    rows = table(
+        "NAME", "VERSION", "OWNER", "UPDATED", "DESCRIPTION", no_wrap=("NAME", "VERSION", "UPDATED")
+    )
+    for item in items:
+        updated = item.model_dump(mode="json")["updatedAt"]
+        rows.add_row(
+            item.service_name, item.version, Text(item.owner), updated, Text(item.description)
+        )
+    out = console()
+    out.print(rows)
+    if page.next_cursor is not None:
+        out.print(Text(f"more after {page.next_cursor}: add --cursor {page.next_cursor}, or --all"))

@@ -1,0 +1,175 @@
+"""`ManagementClient`: the management API from Python (the `aegis` CLI is built on it).
+
+Any NATS client can drive the API (`nats req aegis.mgmt.services.get
+'{"serviceName": "orders"}'`); this one adds the deadline header, turns error
+replies into `ServiceError`s and parses answers into the API's models. Failures
+before any reply become `ServiceError`s too: no `aegis-mgmt` instance
+subscribed is 503 `SERVICE_UNAVAILABLE`, no answer in time is 504
+`DEADLINE_EXCEEDED`.
+
+Example:
+
+    client = ManagementClient(await connect(ConnectionSettings(url=url)))
+    created = await client.create_service("orders", owner="team-a", version="1.0.0")
+    await client.update_service("orders", created.revision, description="Takes orders")
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client
+from pydantic_core import from_json, to_json
+
+from aegis_actors.mgmt.definitions import Versioned
+from aegis_actors.mgmt.models import InstanceList, ServiceDefinition, ServicePage
+from aegis_actors.registry.models import ServiceInstance
+from aegis_actors.subjects import Subjects
+from aegis_actors.wire import (
+    DEADLINE_HEADER,
+    ErrorCode,
+    ServiceError,
+    deadline_header,
+    decode_reply,
+)
+
+DEFAULT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A success reply: its status, `data`, KV `revision` (if any) and the bytes received."""
+
+    status: int
+    data: Any
+    revision: int | None
+    raw: bytes
+
+
+class ManagementClient:
+    """Requests to `aegis.mgmt.*` over one NATS connection (which the caller owns)."""
+
+    def __init__(
+        self, client: Client, *, namespace: str = "", timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self.client = client
+        self.subjects = Subjects(namespace)
+        self.timeout = timeout
+
+    async def request(
+        self, resource: str, verb: str, params: Mapping[str, Any] | bytes = b"{}"
+    ) -> Answer:
+        """Send one request; return the success reply.
+
+        Raises:
+            ServiceError: the error reply, or 503 / 504 when none came.
+        """
+        subject = self.subjects.mgmt(resource, verb)
+        body = params if isinstance(params, bytes) else to_json(params)
+        headers = {DEADLINE_HEADER: deadline_header(self.timeout)}
+        try:
+            msg = await self.client.request(subject, body, timeout=self.timeout, headers=headers)
+        except nats.errors.NoRespondersError:
+            raise ServiceError.of(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                f"no aegis-mgmt instance serves {subject} (is one running in this namespace?)",
+                subject=subject,
+            ) from None
+        except nats.errors.TimeoutError:
+            raise ServiceError.of(
+                ErrorCode.DEADLINE_EXCEEDED,
+                f"no answer on {subject} within {self.timeout:g} s",
+                subject=subject,
+            ) from None
+        return _answer(msg.data)
+
+    # -- definitions ---------------------------------------------------------------
+
+    async def create_service(
+        self, service_name: str, *, owner: str, version: str, description: str = ""
+    ) -> Versioned:
+        answer = await self.request(
+            "services",
+            "create",
+            {
+                "serviceName": service_name,
+                "owner": owner,
+                "version": version,
+                "description": description,
+            },
+        )
+        return _versioned(answer)
+
+    async def get_service(self, service_name: str) -> Versioned:
+        return _versioned(await self.request("services", "get", {"serviceName": service_name}))
+
+    async def list_services(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> ServicePage:
+        """One page of definitions, sorted by name."""
+        params: dict[str, Any] = {}
+        if limit is not None:
+            params["limit"] = limit
+        if cursor is not None:
+            params["cursor"] = cursor
+        answer = await self.request("services", "list", params)
+        return ServicePage.model_validate(answer.data)
+
+    async def all_services(
+        self, *, page_size: int | None = None
+    ) -> AsyncIterator[ServiceDefinition]:
+        """Every definition, sorted by name, following the cursor page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_services(limit=page_size, cursor=cursor)
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def update_service(self, service_name: str, revision: int, **changes: str) -> Versioned:
+        """Change `owner`, `description` or `version` of a definition still at `revision`."""
+        answer = await self.request(
+            "services",
+            "update",
+            {"serviceName": service_name, "revision": revision, **changes},
+        )
+        return _versioned(answer)
+
+    async def delete_service(self, service_name: str, revision: int | None = None) -> None:
+        params: dict[str, Any] = {"serviceName": service_name}
+        if revision is not None:
+            params["revision"] = revision
+        await self.request("services", "delete", params)
+
+    # -- instances -----------------------------------------------------------------
+
+    async def list_instances(self, service_name: str | None = None) -> list[ServiceInstance]:
+        params = {"serviceName": service_name} if service_name is not None else {}
+        answer = await self.request("instances", "list", params)
+        return InstanceList.model_validate(answer.data).items
+
+    async def get_instance(self, instance_id: str) -> ServiceInstance:
+        answer = await self.request("instances", "get", {"instanceId": instance_id})
+        return ServiceInstance.model_validate(answer.data)
+
+
+def _answer(raw: bytes) -> Answer:
+    try:
+        reply = from_json(raw)
+    except ValueError:
+        reply = None
+    if isinstance(reply, dict) and reply.get("ok") is True:
+        return Answer(int(reply.get("status", 200)), reply.get("data"), reply.get("revision"), raw)
+    decode_reply(raw)  # raises the error reply (or says the reply is malformed)
+    raise ServiceError.of(ErrorCode.INTERNAL, "reply is not an aegis envelope")
+
+
+def _versioned(answer: Answer) -> Versioned:
+    if answer.revision is None:
+        raise ServiceError.of(ErrorCode.INTERNAL, "the reply carries no revision")
+    return Versioned(ServiceDefinition.model_validate(answer.data), answer.revision)

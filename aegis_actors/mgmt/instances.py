@@ -1,0 +1,41 @@
+"""Reading service instances from the registry for `aegis.mgmt.instances.*` (SPEC section 7)."""
+
+from __future__ import annotations
+
+from nats.js import JetStreamContext
+
+from aegis_actors.buckets import Buckets
+from aegis_actors.mgmt.models import InstanceList, service_of
+from aegis_actors.registry.models import ServiceInstance
+from aegis_actors.registry.store import RegistryStore
+from aegis_actors.wire import ErrorCode, ServiceError
+
+
+class InstanceQueries:
+    """The live instances, as the registry has them (read only: instances write their own)."""
+
+    def __init__(self, registry: RegistryStore) -> None:
+        self.registry = registry
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, buckets: Buckets) -> InstanceQueries:
+        return cls(await RegistryStore.open(js, buckets))
+
+    async def list(self, service: str | None = None) -> InstanceList:
+        """Every live instance (of `service`, if given), sorted by service and instance id."""
+        return InstanceList(items=await self.registry.instances(service))
+
+    async def get(self, instance_id: str) -> ServiceInstance:
+        """One live instance.
+
+        Raises:
+            ServiceError: 404 NOT_FOUND when it is not registered (stopped, expired, never was).
+        """
+        instance = await self.registry.instance(service_of(instance_id), instance_id)
+        if instance is None:
+            raise ServiceError.of(
+                ErrorCode.NOT_FOUND,
+                f"no live instance {instance_id!r} in the registry",
+                instanceId=instance_id,
+            )
+        return instance

@@ -1,0 +1,193 @@
+"""What the management API reads and writes: service definitions and its requests.
+
+The rules are SPEC section 6. Every field is strictly typed (a number is not a
+string, `"3"` is not a revision), so a wrong type is a 422 naming the field.
+Patterns are checked with `fullmatch` on ASCII classes: a regex `$` would let
+`"orders\\n"` through, and `\\d` would take Arabic-Indic digits as a version.
+
+Timestamps are the server's: a request that carries `createdAt` or
+`updatedAt` is refused with 422 rather than silently ignored, so a client
+that tries to set them (a migration copying old records, say) learns at once
+that they would not be kept.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final
+
+from pydantic import AfterValidator, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from aegis_actors.models import Timestamp, WireModel
+from aegis_actors.registry.models import ServiceInstance
+
+SERVICE_NAME_PATTERN: Final = re.compile(r"[a-z][a-z0-9-]{2,63}")
+VERSION_PATTERN: Final = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
+INSTANCE_ID_PATTERN: Final = re.compile(r"([a-z][a-z0-9-]{2,63})-[0-9a-f]{8}")
+OWNER_MAX: Final = 100
+DESCRIPTION_MAX: Final = 500
+DEFAULT_PAGE: Final = 100
+MAX_PAGE: Final = 1000
+
+
+def _service_name(value: str) -> str:
+    if not SERVICE_NAME_PATTERN.fullmatch(value):
+        raise PydanticCustomError(
+            "service_name",
+            "must be 3-64 characters: lowercase letters, digits and '-', starting with a "
+            "letter (^[a-z][a-z0-9-]{2,63}$)",
+        )
+    return value
+
+
+def _version(value: str) -> str:
+    if not VERSION_PATTERN.fullmatch(value):
+        raise PydanticCustomError("version", "must be MAJOR.MINOR.PATCH, e.g. 1.4.2")
+    return value
+
+
+def _instance_id(value: str) -> str:
+    if not INSTANCE_ID_PATTERN.fullmatch(value):
+        raise PydanticCustomError(
+            "instance_id", "must be {serviceName}-{8 lowercase hex digits}, e.g. orders-1a2b3c4d"
+        )
+    return value
+
+
+ServiceName = Annotated[str, Strict(), AfterValidator(_service_name)]
+Owner = Annotated[str, Strict(), Field(min_length=1, max_length=OWNER_MAX)]
+Description = Annotated[str, Strict(), Field(max_length=DESCRIPTION_MAX)]
+Version = Annotated[str, Strict(), AfterValidator(_version)]
+Revision = Annotated[int, Strict(), Field(ge=1)]
+InstanceId = Annotated[str, Strict(), AfterValidator(_instance_id)]
+
+
+class ServiceDefinition(WireModel):
+    """A service the fleet knows about: key `{serviceName}` of bucket `service-definitions`."""
+
+    service_name: ServiceName = Field(description="Unique name; the key; never changes.")
+    owner: Owner = Field(description="Who answers for the service (1-100 characters).")
+    description: Description = Field("", description="What the service does (0-500 characters).")
+    version: Version = Field(description="Semantic version, MAJOR.MINOR.PATCH.")
+    created_at: Timestamp = Field(description="Set by the server when the definition is created.")
+    updated_at: Timestamp = Field(description="Set by the server at every update.")
+
+
+class _Request(WireModel):
+    """A request body: camelCase only (`service_name` is an unknown field, as any other)."""
+
+    model_config = ConfigDict(populate_by_name=False, validate_by_name=False)
+
+
+class CreateService(_Request):
+    """`aegis.mgmt.services.create`: a definition without timestamps."""
+
+    service_name: ServiceName
+    owner: Owner
+    description: Description = ""
+    version: Version
+    created_at: None = Field(None, exclude=True)
+    updated_at: None = Field(None, exclude=True)
+
+    @field_validator("created_at", "updated_at", mode="before")
+    @classmethod
+    def _server_set(cls, value: Any) -> None:
+        raise PydanticCustomError("server_set", "set by the server; leave it out")
+
+
+class GetService(_Request):
+    """`aegis.mgmt.services.get`."""
+
+    service_name: ServiceName
+
+
+class ListServices(_Request):
+    """`aegis.mgmt.services.list`: a page of definitions sorted by name."""
+
+    limit: Annotated[int, Strict(), Field(ge=1, le=MAX_PAGE)] = Field(
+        DEFAULT_PAGE, description=f"Definitions per page, 1-{MAX_PAGE} (default {DEFAULT_PAGE})."
+    )
+    cursor: ServiceName | None = Field(
+        None, description="`nextCursor` of the previous page: the page starts after it."
+    )
+
+
+class UpdateService(_Request):
+    """`aegis.mgmt.services.update`: the fields to change, at the revision they were read at."""
+
+    service_name: ServiceName
+    revision: Revision = Field(description="The definition's current revision (optimistic lock).")
+    owner: Owner | None = None
+    description: Description | None = None
+    version: Version | None = None
+    created_at: None = Field(None, exclude=True)
+    updated_at: None = Field(None, exclude=True)
+
+    @field_validator("created_at", "updated_at", mode="before")
+    @classmethod
+    def _server_set(cls, value: Any) -> None:
+        raise PydanticCustomError("server_set", "set by the server; leave it out")
+
+    @field_validator("owner", "description", "version", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Absent means "keep"; null would be a third meaning nobody could guess.
+        if value is None:
+            raise PydanticCustomError("null", "may be left out, but not null")
+        return value
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> UpdateService:
+        if not self.changes():
+            raise PydanticCustomError(
+                "no_change", "an update needs at least one of owner, description, version"
+            )
+        return self
+
+    def changes(self) -> dict[str, str]:
+        """The fields this update sets (by their Python names)."""
+        return {
+            name: getattr(self, name)
+            for name in ("owner", "description", "version")
+            if name in self.model_fields_set
+        }
+
+
+class DeleteService(_Request):
+    """`aegis.mgmt.services.delete`: with `revision`, only if the definition is still at it."""
+
+    service_name: ServiceName
+    revision: Revision | None = None
+
+
+class ServicePage(WireModel):
+    """One page of `services.list`."""
+
+    items: list[ServiceDefinition]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
+
+
+class ListInstances(_Request):
+    """`aegis.mgmt.instances.list`: every live instance, or those of one service."""
+
+    service_name: ServiceName | None = None
+
+
+class GetInstance(_Request):
+    """`aegis.mgmt.instances.get`."""
+
+    instance_id: InstanceId
+
+
+class InstanceList(WireModel):
+    """The answer of `instances.list`, sorted by service and instance id."""
+
+    items: list[ServiceInstance]
+
+
+def service_of(instance_id: str) -> str:
+    """The service name inside a valid instance id (`orders-1a2b3c4d` -> `orders`)."""
+    return instance_id.rpartition("-")[0]
