@@ -77,12 +77,14 @@ class Client:
         discovery: DiscoverySettings | None = None,
         kv_timeout: float = DEFAULT_KV_TIMEOUT,
     ) -> None:
-        """Args:
-        url: NATS server URL(s); overrides `nats.url`.
-        namespace: the fleet's namespace (prefix of its subjects and buckets).
-        nats: connection settings (credentials, TLS, ...).
-        discovery: how to find and call services (watch, TTL cache, or off).
-        kv_timeout: seconds a registry read may take.
+        """Set the client up; nothing connects before `start()` (or `async with`).
+
+        Args:
+            url: NATS server URL(s); overrides `nats.url`.
+            namespace: the fleet's namespace (prefix of its subjects and buckets).
+            nats: connection settings (credentials, TLS, ...).
+            discovery: how to find and call services (watch, TTL cache, or off).
+            kv_timeout: seconds a registry read may take.
 
         Raises:
             ConfigError: a bad namespace or timeout.

@@ -19,8 +19,11 @@ Without discovery (`discovery=False`, mode `off`, or registration turned
 off) the request goes to the queue group `aegis.rpc.{service}.{method}` and
 NATS picks the instance.
 
-Requests go through one shared `Requester` per connection, the reason a call
-costs less than nats-py's own `request()`.
+Requests go through one shared `Requester` per connection. It spends about a
+third less client CPU per request than nats-py's own `request()` (no
+`asyncio.wait_for` per request); that saving pays for what a call adds (the
+`Aegis-Deadline` header, the envelope, the bookkeeping of discovery), so a
+call costs about what a bare `request()` does (bench/discovery.py).
 """
 
 from __future__ import annotations
@@ -62,20 +65,22 @@ _MIN_WAIT: Final = 0.001
 class _Route:
     """What calls of one (service, method) reuse: its picker and its instance subjects."""
 
-    __slots__ = ("_subjects", "method", "picker", "subjects")
+    __slots__ = ("_by_instance", "_subjects", "method", "picker")
 
     def __init__(self, subjects: Subjects, method: str, picker: Picker) -> None:
-        self.subjects = subjects
+        self._subjects = subjects
         self.method = method
         self.picker = picker
-        self._subjects: dict[str, str] = {}
+        self._by_instance: dict[str, str] = {}
 
     def subject(self, instance_id: str) -> str:
-        subject = self._subjects.get(instance_id)
+        """`aegis.inst.{instanceId}.{method}`, built once per instance."""
+        subject = self._by_instance.get(instance_id)
         if subject is None:
-            if len(self._subjects) >= MAX_TRACKED_INSTANCES:
-                self._subjects.clear()
-            subject = self._subjects[instance_id] = self.subjects.instance(instance_id, self.method)
+            if len(self._by_instance) >= MAX_TRACKED_INSTANCES:
+                self._by_instance.clear()
+            subject = self._subjects.instance(instance_id, self.method)
+            self._by_instance[instance_id] = subject
         return subject
 
 
