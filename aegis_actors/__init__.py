@@ -3,8 +3,12 @@
 from aegis_actors._version import __version__
 from aegis_actors.actor import Actor, Failure
 from aegis_actors.backoff import Backoff
+from aegis_actors.client import Client
 from aegis_actors.connection import ConnectionActor, ConnectionSettings, TlsSettings
 from aegis_actors.context import InstanceContext, RequestContext, current_request
+from aegis_actors.discovery.caller import CallStatistics, InstanceCallStatistics
+from aegis_actors.discovery.settings import CallStrategy, DiscoveryMode, DiscoverySettings
+from aegis_actors.discovery.snapshot import DiscoveryStatistics, ServiceView
 from aegis_actors.endpoints import event, rpc
 from aegis_actors.errors import (
     ActorDeadError,
@@ -17,6 +21,8 @@ from aegis_actors.errors import (
     MailboxFullError,
     NatsServerError,
     NatsUnavailableError,
+    NoRespondersError,
+    RequestTimeoutError,
     RestartIntensityError,
     RevisionConflictError,
     StoreError,
@@ -29,6 +35,7 @@ from aegis_actors.mgmt.models import ServiceDefinition
 from aegis_actors.ref import ActorRef, Terminated
 from aegis_actors.registry.heartbeat import HeartbeatSettings
 from aegis_actors.registry.models import InstanceStatus, ServiceInstance
+from aegis_actors.requester import Requester
 from aegis_actors.service import ServiceActor
 from aegis_actors.supervisor import (
     AutoShutdown,
@@ -42,6 +49,17 @@ from aegis_actors.supervisor import (
     WhichChildren,
 )
 from aegis_actors.system import ActorSystem, SystemStatistics
+from aegis_actors.watch import (
+    GetWatchStatistics,
+    KeyChanged,
+    KeyRemoved,
+    KVWatchActor,
+    Removal,
+    WatchState,
+    WatchStatistics,
+    WatchSynced,
+    WatchTopic,
+)
 from aegis_actors.wire import ErrorCode, Reply, ServiceError
 
 __all__ = [
@@ -54,26 +72,41 @@ __all__ = [
     "AskTimeoutError",
     "AutoShutdown",
     "Backoff",
+    "CallStatistics",
+    "CallStrategy",
     "ChildInfo",
     "ChildSpec",
     "ChildSpecError",
+    "Client",
     "ConfigError",
     "ConnectionActor",
     "ConnectionSettings",
+    "DiscoveryMode",
+    "DiscoverySettings",
+    "DiscoveryStatistics",
     "ErrorCode",
     "Failure",
+    "GetWatchStatistics",
     "HeartbeatSettings",
+    "InstanceCallStatistics",
     "InstanceContext",
     "InstanceSettings",
     "InstanceStatus",
+    "KVWatchActor",
+    "KeyChanged",
     "KeyExistsError",
+    "KeyRemoved",
     "MailboxFullError",
     "ManagementClient",
     "ManagementService",
     "NatsServerError",
     "NatsUnavailableError",
+    "NoRespondersError",
+    "Removal",
     "Reply",
     "RequestContext",
+    "RequestTimeoutError",
+    "Requester",
     "Restart",
     "RestartIntensityError",
     "RevisionConflictError",
@@ -82,6 +115,7 @@ __all__ = [
     "ServiceDefinition",
     "ServiceError",
     "ServiceInstance",
+    "ServiceView",
     "StartChild",
     "StoreError",
     "StoreUnavailableError",
@@ -91,6 +125,10 @@ __all__ = [
     "TerminateChild",
     "Terminated",
     "TlsSettings",
+    "WatchState",
+    "WatchStatistics",
+    "WatchSynced",
+    "WatchTopic",
     "WhichChildren",
     "__version__",
     "current_request",

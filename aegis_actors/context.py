@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -18,6 +18,9 @@ from aegis_actors.ref import ActorRef
 from aegis_actors.registry.models import InstanceStatus
 from aegis_actors.subjects import Subjects
 from aegis_actors.wire import TRACE_ID_HEADER
+
+if TYPE_CHECKING:
+    from aegis_actors.discovery.caller import Caller
 
 #: Seconds a JetStream (KV) request may take before it counts as unavailable.
 DEFAULT_KV_TIMEOUT = 2.0
@@ -48,6 +51,10 @@ class InstanceContext:
     """Set by the connection actor once connected."""
     service: ActorRef | None = None
     """The service actor, once it serves."""
+    connection_actor: ActorRef | None = None
+    """The connection actor, once connected (siblings ask it for `ConnectionChanged`)."""
+    caller: Caller | None = None
+    """Makes the instance's `call()`s (set by the instance tree)."""
     _js: JetStreamContext | None = None
 
     @property
@@ -62,10 +69,12 @@ class InstanceContext:
             self._js = self.connection.jetstream(timeout=self.kv_timeout)
         return self._js
 
-    def connected(self, client: Client) -> None:
-        """Called by the connection actor with its fresh client."""
+    def connected(self, client: Client, actor: ActorRef | None = None) -> None:
+        """Called by the connection actor with its fresh client (and its own ref)."""
         self.client = client
         self._js = None
+        if actor is not None:
+            self.connection_actor = actor
 
 
 @dataclass(slots=True)

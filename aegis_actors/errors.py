@@ -118,3 +118,20 @@ class RevisionConflictError(StoreError, ValueError):
 
 class StoreUnavailableError(StoreError, ConnectionError):
     """JetStream did not answer (server down, no quorum, timeout)."""
+
+
+class NoRespondersError(AegisError, ConnectionError):
+    """Nobody subscribes to a request's subject (NATS status 503): the callee is gone."""
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        super().__init__(f"no responders on {subject}")
+
+
+class RequestTimeoutError(AegisError, TimeoutError):
+    """A NATS request got no reply within its timeout."""
+
+    def __init__(self, subject: str, timeout: float) -> None:
+        self.subject = subject
+        self.timeout = timeout
+        super().__init__(f"no reply on {subject} within {timeout:g} s")

@@ -3,6 +3,8 @@
 ```
 {instanceId}  InstanceSupervisor (one_for_one, auto_shutdown=any_significant)
 ├── connection   ConnectionActor   temporary, significant: its loss rebuilds the tree
+├── kv-watch     KVWatchActor      watches the registry (discovery mode `watch`)
+├── discovery    DiscoveryCacheActor  the instance cache `call()` reads (unless discovery is off)
 ├── service      the user's ServiceActor
 └── heartbeat    HeartbeatActor    (unless registration is off)
 ```
@@ -29,6 +31,8 @@ from aegis_actors.actor import Actor
 from aegis_actors.buckets import Buckets
 from aegis_actors.connection import ConnectionActor, ConnectionSettings
 from aegis_actors.context import DEFAULT_KV_TIMEOUT, InstanceContext
+from aegis_actors.discovery.settings import DiscoverySettings
+from aegis_actors.discovery.tree import discovery_wiring
 from aegis_actors.ref import ActorRef
 from aegis_actors.registry.heartbeat import HeartbeatActor, HeartbeatSettings
 from aegis_actors.registry.models import new_instance_id
@@ -47,10 +51,18 @@ class ServiceOptions(BaseModel):
         None, pattern=r"^\d+\.\d+\.\d+$", description="Overrides the class's `version`."
     )
     registration: bool = Field(
-        True, description="Register in the service registry and send heartbeats."
+        True,
+        description=(
+            "Use the service registry: register and send heartbeats, and find other "
+            "services through it (off: calls go to queue groups)."
+        ),
     )
     heartbeat: HeartbeatSettings = Field(
         default_factory=HeartbeatSettings, description="Key TTL and heartbeat timing."
+    )
+    discovery: DiscoverySettings = Field(
+        default_factory=DiscoverySettings,
+        description="How this instance finds and calls other services.",
     )
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Extra facts written in the registry record."
@@ -184,14 +196,24 @@ def instance_tree(plan: InstancePlan) -> Callable[[], Supervisor]:
         settings = plan.settings
         nats = settings.nats.model_copy(update={"name": settings.nats.name or plan.instance_id})
         drain = plan.service_cls.drain_timeout
+
+        def connection() -> Actor:
+            actor = ConnectionActor(
+                nats, on_connected=lambda client: ctx.connected(client, actor.actor_ref)
+            )
+            return actor
+
+        discovery = discovery_wiring(settings.discovery, ctx, enabled=settings.registration)
+        ctx.caller = discovery.caller
         children = [
             ChildSpec(
                 "connection",
-                lambda: ConnectionActor(nats, on_connected=ctx.connected),
+                connection,
                 restart=Restart.TEMPORARY,
                 significant=True,
                 shutdown=nats.drain_timeout + 1.0,
             ),
+            *discovery.children,
             ChildSpec("service", _make_service(plan, ctx), shutdown=drain + 1.0),
         ]
         if settings.registration:
@@ -210,7 +232,9 @@ def instance_tree(plan: InstancePlan) -> Callable[[], Supervisor]:
 def instance_spec(plan: InstancePlan) -> ChildSpec:
     """The child spec that runs `plan` under a supervisor (id = the instance id)."""
     s = plan.settings
-    shutdown = plan.service_cls.drain_timeout + s.kv_timeout + s.nats.drain_timeout + 5.0
+    # The children stop one after another: the service drains, the heartbeat
+    # deregisters, the discovery actors delete their watch, the connection drains.
+    shutdown = plan.service_cls.drain_timeout + 3 * s.kv_timeout + s.nats.drain_timeout + 7.0
     return ChildSpec(plan.instance_id, instance_tree(plan), shutdown=shutdown)
 
 

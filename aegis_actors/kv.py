@@ -156,6 +156,11 @@ class KVBucket:
             )
         return cls(js, spec.name, direct=bool(cfg.allow_direct))
 
+    @property
+    def prefix(self) -> str:
+        """`$KV.{bucket}.`: a key's subject is the prefix and the key."""
+        return self._prefix
+
     def _subject(self, key: str) -> str:
         return self._prefix + key
 

@@ -193,6 +193,39 @@ class ServiceActor(Actor):
             headers=headers,
         )
 
+    async def call(
+        self,
+        service: str,
+        method: str,
+        params: Any = None,
+        *,
+        timeout: float | None = None,
+        idempotent: bool = False,
+        discovery: bool = True,
+    ) -> Any:
+        """Call `method` of another service and return its data (SPEC section 8).
+
+        An instance is found through discovery, picked by the service's
+        strategy, and called directly; one that does not answer is skipped for
+        another within the same `timeout` (default: the instance's
+        `discovery.call_timeout`, never past the deadline of the request being
+        served). Say `idempotent=True` only for methods that may run twice: then
+        a timed-out attempt is retried on another instance. `discovery=False`
+        sends to the service's queue group. While a handler awaits a call, this
+        actor handles nothing else (unless the method has `max_concurrency`),
+        so a service must not call itself.
+
+        Raises:
+            ServiceError: the method's error reply, SERVICE_UNAVAILABLE or
+                DEADLINE_EXCEEDED.
+        """
+        caller = self.actor_instance.caller
+        if caller is None:
+            raise RuntimeError("call() needs the instance tree (start it with start_instance)")
+        return await caller.call(
+            service, method, params, timeout=timeout, idempotent=idempotent, discovery=discovery
+        )
+
     # -- machinery -----------------------------------------------------------------
 
     async def _actor_start(self) -> None:

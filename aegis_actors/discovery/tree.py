@@ -1,0 +1,94 @@
+"""Wiring discovery into an actor tree: its children, and the `Caller` they serve.
+
+```
+connection    ConnectionActor (built by the tree's owner)
+kv-watch      KVWatchActor on the registry (mode `watch` only)
+discovery     DiscoveryCacheActor (modes `watch` and `ttl`)
+```
+
+Used by the instance tree and by `Client`, so both discover alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from nats.aio.client import Client
+
+from aegis_actors.actor import Actor
+from aegis_actors.buckets import Buckets, instance_keys
+from aegis_actors.discovery.cache import DiscoveryCacheActor
+from aegis_actors.discovery.caller import Caller
+from aegis_actors.discovery.settings import DiscoveryMode, DiscoverySettings
+from aegis_actors.discovery.snapshot import DiscoveryCache
+from aegis_actors.ref import ActorRef
+from aegis_actors.registry.store import registry_bucket_spec
+from aegis_actors.subjects import Subjects
+from aegis_actors.supervisor import ChildSpec
+from aegis_actors.watch import KVWatchActor, WatchTopic
+
+
+class NatsAccess(Protocol):
+    """What the discovery actors need from their tree (an `InstanceContext` has it)."""
+
+    subjects: Subjects
+    buckets: Buckets
+    kv_timeout: float
+    connection_actor: ActorRef | None
+
+    @property
+    def connection(self) -> Client: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveryWiring:
+    children: tuple[ChildSpec, ...]
+    """To start after the connection, before anything that calls."""
+    caller: Caller
+    cache: DiscoveryCache | None
+
+
+def discovery_wiring(
+    settings: DiscoverySettings, access: NatsAccess, *, enabled: bool = True
+) -> DiscoveryWiring:
+    """The children and the caller for `settings` (`enabled=False`: queue groups only)."""
+
+    def client() -> Client:
+        return access.connection
+
+    mode = settings.mode if enabled else DiscoveryMode.OFF
+    if mode is DiscoveryMode.OFF:
+        return DiscoveryWiring((), Caller(client, access.subjects, settings, None), None)
+    cache = DiscoveryCache(mode)
+    topic = WatchTopic() if mode is DiscoveryMode.WATCH else None
+    shutdown = access.kv_timeout + 1.0
+    children = []
+    if topic is not None:
+        watch_topic = topic
+
+        def kv_watch() -> Actor:
+            return KVWatchActor(
+                access.connection,
+                registry_bucket_spec(access.buckets),
+                instance_keys(),
+                topic=watch_topic,
+                connection=access.connection_actor,
+                idle_heartbeat=settings.watch_heartbeat,
+                kv_timeout=access.kv_timeout,
+            )
+
+        children.append(ChildSpec("kv-watch", kv_watch, shutdown=shutdown))
+
+    def discovery() -> Actor:
+        return DiscoveryCacheActor(
+            cache,
+            access.connection,
+            access.buckets,
+            settings,
+            topic=topic,
+            kv_timeout=access.kv_timeout,
+        )
+
+    children.append(ChildSpec("discovery", discovery, shutdown=shutdown))
+    return DiscoveryWiring(tuple(children), Caller(client, access.subjects, settings, cache), cache)
