@@ -116,6 +116,14 @@ class RevisionConflictError(StoreError, ValueError):
         super().__init__(f"{bucket}/{key} is no longer at revision {expected}")
 
 
+class BucketNotFoundError(StoreError, LookupError):
+    """The bucket does not exist (not created yet, or deleted)."""
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+        super().__init__(f"bucket {bucket!r} does not exist")
+
+
 class StoreUnavailableError(StoreError, ConnectionError):
     """JetStream did not answer (server down, no quorum, timeout)."""
 

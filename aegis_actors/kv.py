@@ -23,6 +23,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from aegis_actors.errors import (
+    BucketNotFoundError,
     ConfigError,
     KeyExistsError,
     RevisionConflictError,
@@ -35,6 +36,7 @@ TTL_HEADER: Final = "Nats-TTL"
 EXPECTED_LAST_HEADER: Final = "Nats-Expected-Last-Subject-Sequence"
 _WRONG_LAST_SEQUENCE: Final = (10071, 10164)
 _NO_MESSAGE: Final = 10037
+_STREAM_NOT_FOUND: Final = 10059
 #: Seconds the server keeps a replay's consumer once we stop listening. nats-py's
 #: default (5 minutes) left one consumer behind per `entries()` call: a client
 #: listing every second kept 300 of them alive.
@@ -70,6 +72,8 @@ def translate_errors(bucket: str, key: str = "", expected: int | None = None) ->
     except nats.js.errors.APIError as exc:
         if exc.err_code in _WRONG_LAST_SEQUENCE:
             raise RevisionConflictError(bucket, key, expected or 0) from exc
+        if exc.err_code == _STREAM_NOT_FOUND:
+            raise BucketNotFoundError(bucket) from exc
         if exc.code == 503 or isinstance(exc, nats.js.errors.ServiceUnavailableError):
             raise StoreUnavailableError(f"JetStream unavailable for {bucket}: {exc}") from exc
         raise

@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aegis_actors.buckets import Buckets
-from aegis_actors.errors import ConfigError, StoreUnavailableError
+from aegis_actors.errors import BucketNotFoundError, ConfigError, StoreUnavailableError
 from aegis_actors.kv import KVBucket
 from aegis_actors.mgmt.models import ServiceDefinition
 from aegis_actors.models import utc_now
@@ -142,8 +142,8 @@ class FleetSampler:
 async def _definitions(bucket: KVBucket) -> dict[str, ServiceDefinition]:
     try:
         entries = await bucket.entries()
-    except StoreUnavailableError:
-        return {}  # no definitions bucket yet: every service is "undefined"
+    except BucketNotFoundError:
+        return {}  # no definitions yet: every service is "undefined"
     found = {}
     for entry in entries:
         try:
@@ -165,35 +165,39 @@ def _number(value: float | int | None, digits: int = 0) -> str:
 
 
 def render(view: FleetView) -> RenderableType:
-    """The frame for `view`: one row per instance, grouped by service."""
+    """The frame for `view`: a header, then one small table per service (fits 80 columns)."""
     count = sum(len(s.instances) for s in view.services)
-    title = Text.assemble(
-        ("aegis top", "bold"),
-        f"  {view.url}",
-        f"  namespace {view.namespace}" if view.namespace else "",
-        f"  {len(view.services)} services, {count} instances",
-        f"  {view.at.strftime('%H:%M:%S')} UTC",
-    )
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
-    for column, justify in (
-        ("SERVICE", "left"), ("DEFINITION", "left"), ("INSTANCE", "left"), ("STATUS", "left"),
-        ("VERSION", "left"), ("HEARTBEAT", "right"), ("CALLS/S", "right"),
-        ("REQUESTS", "right"), ("ERRORS", "right"),
-    ):  # fmt: skip
-        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    parts: list[RenderableType] = [
+        Text.assemble(
+            ("aegis top", "bold"),
+            f"  {view.url}",
+            f"  namespace {view.namespace}" if view.namespace else "",
+            f"  {len(view.services)} services, {count} instances",
+            f"  {view.at.strftime('%H:%M:%S')} UTC",
+        )
+    ]
     for service in view.services:
         definition = (
-            f"{service.definition.owner} v{service.definition.version}"
+            Text(f"{service.definition.owner}, v{service.definition.version}")
             if service.definition
-            else "undefined"
+            else Text("undefined", style="dim")
         )
+        table = Table(
+            title=Text.assemble((service.name, "bold"), "  ", definition),
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        for column, justify in (
+            ("INSTANCE", "left"), ("STATUS", "left"), ("VERSION", "left"), ("BEAT", "right"),
+            ("RATE/S", "right"), ("REQS", "right"), ("ERRS", "right"),
+        ):  # fmt: skip
+            table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
         if not service.instances:
-            table.add_row(service.name, definition, "(no instances)", "", "", "", "", "", "")
-        for n, item in enumerate(service.instances):
+            table.add_row(Text("no instances", style="dim"), "", "", "", "", "", "")
+        for item in service.instances:
             status = item.instance.status
             table.add_row(
-                service.name if n == 0 else "",
-                definition if n == 0 else "",
                 item.instance.instance_id,
                 Text(status.value, style=STATUS_STYLE.get(status, "")),
                 item.instance.version,
@@ -202,7 +206,7 @@ def render(view: FleetView) -> RenderableType:
                 _number(item.requests),
                 Text(_number(item.errors), style="red" if item.errors else ""),
             )
-    parts: list[RenderableType] = [title, table]
+        parts.append(table)
     if view.problem:
         parts.append(Text(f"partial view: {view.problem}", style="yellow"))
     if not view.services:

@@ -46,11 +46,16 @@ class TestStrategies:
     """Each strategy's distribution, and how it falls back when an instance failed."""
 
     def test_round_robin_takes_each_in_turn(self) -> None:
-        rr = RoundRobin()
+        rr = RoundRobin(start=0)
         assert [rr.pick(IDS, None) for _ in range(6)] == ["a", "b", "c", "a", "b", "c"]
 
+    def test_fresh_callers_do_not_all_start_with_the_same_instance(self) -> None:
+        firsts = {RoundRobin().pick(IDS, None) for _ in range(60)}
+        firsts |= {LeastOutstanding({}).pick(IDS, None) for _ in range(60)}
+        assert firsts == set(IDS)
+
     def test_round_robin_skips_what_this_call_tried(self) -> None:
-        rr = RoundRobin()
+        rr = RoundRobin(start=0)
         assert rr.pick(IDS, None) == "a"
         assert rr.pick(IDS, {"b"}) == "c"
         assert rr.pick(IDS, {"a", "c"}) == "b"
@@ -84,7 +89,7 @@ class TestStrategies:
 
     def test_least_outstanding_picks_the_idlest_and_rotates_ties(self) -> None:
         outstanding = {"a": 2, "b": 1, "c": 3}
-        least = LeastOutstanding(outstanding)
+        least = LeastOutstanding(outstanding, start=0)
         assert least.pick(IDS, None) == "b"
         assert least.pick(IDS, {"b"}) == "a"
         outstanding.clear()

@@ -48,6 +48,9 @@ def main(args: argparse.Namespace) -> int:
         sampler = FleetSampler(client, args.namespace)
         try:
             if args.once or args.json:
+                # Two samples an interval apart: rates need a difference.
+                await sampler.sample()
+                await anyio.sleep(args.interval)
                 view = await sampler.sample()
                 if args.json:
                     print(to_json(view, by_alias=True).decode())

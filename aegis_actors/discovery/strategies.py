@@ -22,11 +22,17 @@ class Picker(Protocol):
         ...
 
 
-class RoundRobin:
-    """Each instance in turn."""
+def _first_turn() -> int:
+    # A random start: many short-lived callers (CLI calls, fresh clients)
+    # would otherwise all begin with the first instance.
+    return random.randrange(1 << 30)
 
-    def __init__(self) -> None:
-        self._turn = -1
+
+class RoundRobin:
+    """Each instance in turn, from a random start (`start`: the first index, for tests)."""
+
+    def __init__(self, start: int | None = None) -> None:
+        self._turn = (_first_turn() if start is None else start) - 1
 
     def pick(self, ids: tuple[str, ...], tried: Container[str] | None) -> str | None:
         count = len(ids)
@@ -74,9 +80,9 @@ class Sticky:
 class LeastOutstanding:
     """The instance with the fewest calls in flight from this caller; ties in turn."""
 
-    def __init__(self, outstanding: Mapping[str, int]) -> None:
+    def __init__(self, outstanding: Mapping[str, int], start: int | None = None) -> None:
         self._outstanding = outstanding
-        self._turn = -1
+        self._turn = (_first_turn() if start is None else start) - 1
 
     def pick(self, ids: tuple[str, ...], tried: Container[str] | None) -> str | None:
         count = len(ids)

@@ -1,0 +1,73 @@
+"""`aegis call SERVICE METHOD [JSON]`: call a method as a service would (discovery, failover)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from pydantic_core import from_json, to_json
+
+from aegis_actors.cli._client import client_options, print_json, report_error
+from aegis_actors.client import Client
+from aegis_actors.connection import ConnectionSettings
+from aegis_actors.errors import AegisError, NatsUnavailableError
+from aegis_actors.eventloop import run
+from aegis_actors.wire import ServiceError
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "call",
+        parents=[client_options()],
+        help="call a service's method and print what it answers",
+        description="Call METHOD of SERVICE with JSON parameters, through discovery: a "
+        "healthy instance is picked, and one that does not answer is skipped.",
+    )
+    parser.add_argument("service", help="the service, e.g. order-service")
+    parser.add_argument("method", help="the method, e.g. create_order")
+    parser.add_argument("params", nargs="?", default=None, help="JSON parameters (default none)")
+    parser.add_argument(
+        "--idempotent", action="store_true", help="the call may run twice: retry after a timeout"
+    )
+    parser.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    params: Any = None
+    if args.params is not None:
+        try:
+            params = from_json(args.params)
+        except ValueError as exc:
+            print(f"aegis call: PARAMS is not JSON: {exc}", file=sys.stderr)
+            return 2
+
+    async def call() -> int:
+        urls = [u.strip() for u in args.url.split(",") if u.strip()]
+        nats = ConnectionSettings(
+            url=urls if len(urls) > 1 else args.url,
+            initial_connect_timeout=args.timeout,
+            connect_timeout=min(args.timeout, 2.0),
+        )
+        try:
+            async with Client(nats=nats, namespace=args.namespace) as client:
+                data = await client.call(
+                    args.service, args.method, params,
+                    timeout=args.timeout, idempotent=args.idempotent,
+                )  # fmt: skip
+        except ServiceError as exc:
+            report_error(args, exc)
+            return 1
+        except NatsUnavailableError as exc:
+            print(f"aegis: {exc}", file=sys.stderr)
+            return 3
+        except AegisError as exc:
+            print(f"aegis: {exc}", file=sys.stderr)
+            return 1
+        if args.json:
+            print_json({"ok": True, "data": data})
+        else:
+            print(to_json(data, indent=2).decode())
+        return 0
+
+    return run(call)
