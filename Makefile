@@ -30,9 +30,8 @@ format: install ## apply ruff's formatting and safe fixes
 test: install lint ## lint, then the whole test suite (what CI runs)
 	$(BIN)/pytest
 
-demo: install ## run the showcase fleet with an embedded NATS server
-	@echo "Nothing to run yet: the showcase fleet arrives with the config-file issue."
-	@echo "Meanwhile: $(BIN)/aegis server  (a nats-server with JetStream on port 4222)"
+demo: install ## run the trading showcase with an embedded NATS server, and tour it
+	$(BIN)/python -m services.trading.demo
 
 bench: install ## run the benchmarks (each prints its figures beside its ceiling)
 	@for b in bench/[a-z]*.py; do m=$${b%.py}; echo "== $$b"; $(BIN)/python -m $${m//\//.} || exit 1; done

@@ -1,0 +1,24 @@
+"""The showcase tour (`make demo`) runs to completion."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+pytestmark = pytest.mark.nats
+
+ROOT = Path(__file__).parent.parent
+
+
+async def test_the_tour_runs_to_completion() -> None:
+    command = [sys.executable, "-m", "services.trading.demo"]
+    with anyio.fail_after(120):
+        result = await anyio.run_process(command, cwd=ROOT, check=False, env=None)
+    out = result.stdout.decode()
+    assert result.returncode == 0, out + result.stderr.decode()
+    assert "created order-service" in out
+    assert "20/20 calls succeeded right after the kill" in out
+    assert "placed 6 orders (5 accepted, 1 rejected by risk)" in out

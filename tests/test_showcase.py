@@ -1,0 +1,139 @@
+"""The trading showcase services: prices, risk decisions, orders, events, the common methods."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from aegis_actors import ActorSystem, InstanceSettings, ServiceError, start_instance
+from aegis_actors.client import Client
+from services.trading.order import OrderService
+from services.trading.pricing import PricingService
+from services.trading.risk import RiskService
+
+pytestmark = pytest.mark.nats
+
+
+@asynccontextmanager
+async def fleet(
+    settings: InstanceSettings, nats_url: str, **extra: dict[str, Any]
+) -> AsyncIterator[Client]:
+    """Two pricing, two risk and two order instances, and a client to call them."""
+    pricing = settings.model_copy(
+        update={"settings": {"publish_every": 0, **extra.get("pricing", {})}}
+    )
+    risk = settings.model_copy(
+        update={"settings": {"max_order_notional": 10_000.0, "max_position_notional": 15_000.0}}
+    )
+    async with ActorSystem() as system:
+        for cls, options in (
+            (PricingService, pricing),
+            (RiskService, risk),
+            (OrderService, settings),
+        ):
+            for _ in range(2):
+                await start_instance(system, cls, options)
+        async with Client(url=nats_url, namespace=settings.namespace) as client:
+            for service in ("pricing-service", "risk-service", "order-service"):
+                await client.wait_for_instances(service, 2)
+            yield client
+
+
+class TestPricing:
+    """Quotes come from a function of symbol and time, so every instance agrees."""
+
+    async def test_quotes_and_unknown_symbols(
+        self, instance_settings: InstanceSettings, nats_url: str
+    ) -> None:
+        async with fleet(instance_settings, nats_url) as client:
+            quote = await client.call("pricing-service", "get_price", {"symbol": "ACME"})
+            assert quote["bid"] < quote["ask"]
+            assert abs((quote["bid"] + quote["ask"]) / 2 - 100) <= 100 * 0.05 + 1
+            quotes = await client.call("pricing-service", "get_prices", {})
+            assert [q["symbol"] for q in quotes] == ["ACME", "GLOBEX", "INITECH"]
+            with pytest.raises(ServiceError) as info:
+                await client.call("pricing-service", "get_price", {"symbol": "NOPE"})
+            assert info.value.status == 404
+            assert info.value.details["known"] == ["ACME", "GLOBEX", "INITECH"]
+            with pytest.raises(ServiceError) as info:
+                await client.call("pricing-service", "get_price", {"symbol": "lower"})
+            assert info.value.code == "VALIDATION_ERROR"
+
+
+class TestOrders:
+    """An order is priced, judged by risk, kept in KV and announced when accepted."""
+
+    async def test_accepted_and_rejected_orders_and_positions(
+        self, instance_settings: InstanceSettings, nats_url: str
+    ) -> None:
+        async with fleet(instance_settings, nats_url) as client:
+            accepted = await client.call(
+                "order-service", "create_order", {"symbol": "ACME", "side": "buy", "quantity": 50}
+            )
+            assert accepted["status"] == "accepted"
+            assert accepted["price"] > 0
+            too_big = await client.call(
+                "order-service", "create_order", {"symbol": "ACME", "side": "buy", "quantity": 500}
+            )
+            assert too_big["status"] == "rejected"
+            assert "order notional" in too_big["reason"]
+            # Any instance answers for any order: the orders live in KV.
+            for _ in range(4):
+                got = await client.call("order-service", "get_order", {"id": accepted["id"]})
+                assert got == accepted
+            orders = await client.call("order-service", "list_orders", {})
+            assert [o["id"] for o in orders] == [too_big["id"], accepted["id"]]
+            with pytest.raises(ServiceError) as info:
+                await client.call("order-service", "get_order", {"id": "nope"})
+            assert info.value.status == 404
+            # Both risk instances saw the event (broadcast), whichever answers.
+            with anyio.fail_after(5):
+                for _ in range(2):
+                    while not await client.call("risk-service", "get_positions", {}):
+                        await anyio.lowlevel.checkpoint()
+            for _ in range(4):
+                (position,) = await client.call("risk-service", "get_positions", {})
+                assert position["quantity"] == 50
+
+    async def test_position_limits_count_earlier_orders(
+        self, instance_settings: InstanceSettings, nats_url: str
+    ) -> None:
+        async with fleet(instance_settings, nats_url) as client:
+            order = {"symbol": "GLOBEX", "side": "buy", "quantity": 150}  # ~7,500 each
+            first = await client.call("order-service", "create_order", order)
+            assert first["status"] == "accepted"
+            decision = await client.call(
+                "risk-service",
+                "assess_risk",
+                {"symbol": "GLOBEX", "side": "buy", "quantity": 150, "price": first["price"]},
+            )
+            # Fine alone, but the first order's position would take it over 15,000.
+            while decision["approved"]:
+                decision = await client.call(
+                    "risk-service",
+                    "assess_risk",
+                    {"symbol": "GLOBEX", "side": "buy", "quantity": 150, "price": first["price"]},
+                )
+            assert "position notional" in decision["reason"]
+
+
+class TestCommonMethods:
+    """echo, health and simulate_work on every showcase service."""
+
+    async def test_echo_health_and_work(
+        self, instance_settings: InstanceSettings, nats_url: str
+    ) -> None:
+        async with fleet(instance_settings, nats_url) as client:
+            assert await client.call("risk-service", "echo", {"message": "hi"}) == {"message": "hi"}
+            health = await client.call("pricing-service", "health", {})
+            assert health["service"] == "pricing-service"
+            assert health["status"] == "ACTIVE"
+            done = await client.call("order-service", "simulate_work", {"milliseconds": 1})
+            assert done["milliseconds"] == 1
+            with pytest.raises(ServiceError) as info:
+                await client.call("order-service", "simulate_work", {"milliseconds": 10_000})
+            assert info.value.code == "VALIDATION_ERROR"
