@@ -27,6 +27,7 @@ from typing import Final
 from aegis_actors._version import __version__
 from aegis_actors.endpoints import rpc
 from aegis_actors.errors import ConfigError, StoreUnavailableError
+from aegis_actors.mgmt.configs import CONFIGURATION_VERBS, ConfigurationApi
 from aegis_actors.mgmt.definitions import DefinitionStore
 from aegis_actors.mgmt.instances import InstanceQueries
 from aegis_actors.mgmt.listing import DefinitionIndex
@@ -41,7 +42,6 @@ from aegis_actors.mgmt.models import (
     UpdateService,
 )
 from aegis_actors.registry.models import ServiceInstance
-from aegis_actors.service import ServiceActor
 from aegis_actors.wire import ErrorCode, Reply, ServiceError
 
 SERVICE_NAME: Final = "aegis-mgmt"
@@ -54,10 +54,11 @@ _ENVELOPE_BYTES: Final = 1024
 VERBS: Final[dict[str, tuple[str, ...]]] = {
     "services": ("create", "get", "list", "update", "delete"),
     "instances": ("list", "get"),
+    **CONFIGURATION_VERBS,
 }
 
 
-class ManagementService(ServiceActor):
+class ManagementService(ConfigurationApi):
     """The fleet's control plane: service definitions and instances over request-reply.
 
     Example:
@@ -93,6 +94,7 @@ class ManagementService(ServiceActor):
             # "No stream answered" is also what a deleted bucket looks like:
             # open (and so create) the buckets again at the next request.
             self._definitions = self._index = self._instances = None
+            self._configurations = None
             raise ServiceError.of(
                 ErrorCode.SERVICE_UNAVAILABLE, f"the store is unreachable: {exc}"
             ) from exc

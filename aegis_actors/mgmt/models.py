@@ -74,19 +74,15 @@ class ServiceDefinition(WireModel):
     updated_at: Timestamp = Field(description="Set by the server at every update.")
 
 
-class _Request(WireModel):
+class RequestModel(WireModel):
     """A request body: camelCase only (`service_name` is an unknown field, as any other)."""
 
     model_config = ConfigDict(populate_by_name=False, validate_by_name=False)
 
 
-class CreateService(_Request):
-    """`aegis.mgmt.services.create`: a definition without timestamps."""
+class ServerTimestamps(RequestModel):
+    """Refuses `createdAt` / `updatedAt` in a request: the server sets them (422)."""
 
-    service_name: ServiceName
-    owner: Owner
-    description: Description = ""
-    version: Version
     created_at: None = Field(None, exclude=True)
     updated_at: None = Field(None, exclude=True)
 
@@ -96,13 +92,29 @@ class CreateService(_Request):
         raise PydanticCustomError("server_set", "set by the server; leave it out")
 
 
-class GetService(_Request):
+def refuse_null(value: Any) -> Any:
+    """For update fields: absent means "keep"; null would be a third meaning nobody could guess."""
+    if value is None:
+        raise PydanticCustomError("null", "may be left out, but not null")
+    return value
+
+
+class CreateService(ServerTimestamps):
+    """`aegis.mgmt.services.create`: a definition without timestamps."""
+
+    service_name: ServiceName
+    owner: Owner
+    description: Description = ""
+    version: Version
+
+
+class GetService(RequestModel):
     """`aegis.mgmt.services.get`."""
 
     service_name: ServiceName
 
 
-class ListServices(_Request):
+class ListServices(RequestModel):
     """`aegis.mgmt.services.list`: a page of definitions sorted by name."""
 
     limit: Annotated[int, Strict(), Field(ge=1, le=MAX_PAGE)] = Field(
@@ -113,7 +125,7 @@ class ListServices(_Request):
     )
 
 
-class UpdateService(_Request):
+class UpdateService(ServerTimestamps):
     """`aegis.mgmt.services.update`: the fields to change, at the revision they were read at."""
 
     service_name: ServiceName
@@ -121,21 +133,8 @@ class UpdateService(_Request):
     owner: Owner | None = None
     description: Description | None = None
     version: Version | None = None
-    created_at: None = Field(None, exclude=True)
-    updated_at: None = Field(None, exclude=True)
 
-    @field_validator("created_at", "updated_at", mode="before")
-    @classmethod
-    def _server_set(cls, value: Any) -> None:
-        raise PydanticCustomError("server_set", "set by the server; leave it out")
-
-    @field_validator("owner", "description", "version", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        # Absent means "keep"; null would be a third meaning nobody could guess.
-        if value is None:
-            raise PydanticCustomError("null", "may be left out, but not null")
-        return value
+    _not_null = field_validator("owner", "description", "version", mode="before")(refuse_null)
 
     @model_validator(mode="after")
     def _changes_something(self) -> UpdateService:
@@ -154,7 +153,7 @@ class UpdateService(_Request):
         }
 
 
-class DeleteService(_Request):
+class DeleteService(RequestModel):
     """`aegis.mgmt.services.delete`: with `revision`, only if the definition is still at it."""
 
     service_name: ServiceName
@@ -170,13 +169,13 @@ class ServicePage(WireModel):
     )
 
 
-class ListInstances(_Request):
+class ListInstances(RequestModel):
     """`aegis.mgmt.instances.list`: every live instance, or those of one service."""
 
     service_name: ServiceName | None = None
 
 
-class GetInstance(_Request):
+class GetInstance(RequestModel):
     """`aegis.mgmt.instances.get`."""
 
     instance_id: InstanceId
