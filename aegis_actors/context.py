@@ -47,6 +47,9 @@ class InstanceContext:
     kv_timeout: float = DEFAULT_KV_TIMEOUT
     status: InstanceStatus = InstanceStatus.ACTIVE
     """What the heartbeat last decided (and wrote, if registration is on)."""
+    configuration: Any = None
+    """The bound configuration's value (kept current by the `ConfigActor`)."""
+    configuration_revision: int = 0
     client: Client | None = None
     """Set by the connection actor once connected."""
     service: ActorRef | None = None

@@ -5,6 +5,8 @@
 ├── connection   ConnectionActor   temporary, significant: its loss rebuilds the tree
 ├── kv-watch     KVWatchActor      watches the registry (discovery mode `watch`)
 ├── discovery    DiscoveryCacheActor  the instance cache `call()` reads (unless discovery is off)
+├── config-watch KVWatchActor      watches configurations (if the service follows one)
+├── config       ConfigActor       validates its changes and tells the service
 ├── service      the user's ServiceActor
 └── heartbeat    HeartbeatActor    (unless registration is off)
 ```
@@ -29,6 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aegis_actors.actor import Actor
 from aegis_actors.buckets import Buckets
+from aegis_actors.configuration.binding import ConfigBinding, ConfigBindingSettings
+from aegis_actors.configuration.live import WATCHED_KEYS, ConfigActor
+from aegis_actors.configuration.store import config_bucket_spec
 from aegis_actors.connection import ConnectionActor, ConnectionSettings
 from aegis_actors.context import DEFAULT_KV_TIMEOUT, InstanceContext
 from aegis_actors.discovery.settings import DiscoverySettings
@@ -40,6 +45,7 @@ from aegis_actors.service import ServiceActor
 from aegis_actors.subjects import Subjects, check_namespace
 from aegis_actors.supervisor import AutoShutdown, ChildSpec, Restart, Supervisor
 from aegis_actors.system import ActorSystem
+from aegis_actors.watch import KVWatchActor, WatchTopic
 
 
 class ServiceOptions(BaseModel):
@@ -63,6 +69,11 @@ class ServiceOptions(BaseModel):
     discovery: DiscoverySettings = Field(
         default_factory=DiscoverySettings,
         description="How this instance finds and calls other services.",
+    )
+    configuration: ConfigBindingSettings | None = Field(
+        None,
+        description="The configuration the service follows live (overrides the class's "
+        "`config_binding` names; its model stays).",
     )
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Extra facts written in the registry record."
@@ -112,6 +123,16 @@ class InstancePlan:
     @property
     def version(self) -> str:
         return self.settings.version or self.service_cls.version
+
+    @property
+    def config_binding(self) -> ConfigBinding | None:
+        """The class's binding, with the names the settings give, if any."""
+        declared = self.service_cls.config_binding
+        names = self.settings.configuration
+        if names is None:
+            return declared
+        model = declared.model if declared is not None else None
+        return ConfigBinding(names.application, names.name, model)
 
     def context(self) -> InstanceContext:
         s = self.settings
@@ -188,6 +209,35 @@ def _make_service(plan: InstancePlan, ctx: InstanceContext) -> Callable[[], Acto
     return make
 
 
+def _configuration_children(plan: InstancePlan, ctx: InstanceContext) -> list[ChildSpec]:
+    """`config-watch` and `config`, when the service follows a configuration."""
+    binding = plan.config_binding
+    if binding is None:
+        return []
+    topic = WatchTopic()
+    settings = plan.settings
+
+    def watch() -> Actor:
+        return KVWatchActor(
+            ctx.connection,
+            config_bucket_spec(ctx.buckets),
+            WATCHED_KEYS,
+            topic=topic,
+            connection=ctx.connection_actor,
+            idle_heartbeat=settings.discovery.watch_heartbeat,
+            kv_timeout=settings.kv_timeout,
+        )
+
+    return [
+        ChildSpec("config-watch", watch, shutdown=settings.kv_timeout + 1.0),
+        ChildSpec(
+            "config",
+            lambda: ConfigActor(ctx, binding, topic),
+            shutdown=settings.kv_timeout + 1.0,
+        ),
+    ]
+
+
 def instance_tree(plan: InstancePlan) -> Callable[[], Supervisor]:
     """A factory of the instance's supervisor; each call wires a fresh tree."""
 
@@ -214,6 +264,7 @@ def instance_tree(plan: InstancePlan) -> Callable[[], Supervisor]:
                 shutdown=nats.drain_timeout + 1.0,
             ),
             *discovery.children,
+            *_configuration_children(plan, ctx),
             ChildSpec("service", _make_service(plan, ctx), shutdown=drain + 1.0),
         ]
         if settings.registration:

@@ -48,6 +48,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
 from aegis_actors.actor import Actor, serve_until
+from aegis_actors.configuration.binding import ConfigBinding, ConfigChanged
 from aegis_actors.connection import barrier
 from aegis_actors.context import (
     HealthQuery,
@@ -128,7 +129,14 @@ class ServiceActor(Actor):
     drain_timeout: ClassVar[float] = 5.0
     """Seconds a graceful stop waits for in-flight calls before cancelling them."""
 
+    config_binding: ClassVar[ConfigBinding | None] = None
+    """The configuration this service follows (a config file's
+    `[services.configuration]` overrides the names); its value is in
+    `self.configuration`, its changes arrive in `on_config_changed`."""
+
     actor_instance: InstanceContext
+    configuration: Any
+    """The bound configuration's current value (None without a binding or a value)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -172,6 +180,13 @@ class ServiceActor(Actor):
                 return {self.actor_instance.subjects.mgmt("orders", "get"): "get_order"}
         """
         return {}
+
+    async def on_config_changed(self, new: Any, old: Any) -> None:
+        """The bound configuration changed (see `config_binding`); `self.configuration` is `new`.
+
+        Called from the mailbox: in order, never two at once, between requests.
+        An exception is logged; the new value stays.
+        """
 
     async def on_message(self, message: Any) -> Any:
         """Plain actor messages (not requests or events) arrive here."""
@@ -261,6 +276,9 @@ class ServiceActor(Actor):
         )
         self._stack = AsyncExitStack()
         self._tg: TaskGroup = await self._stack.enter_async_context(anyio.create_task_group())
+        # The bound configuration, read by the config actor that started first.
+        self.configuration = ctx.configuration
+        seen_revision = ctx.configuration_revision
         try:
             await self.on_start()
             await self._subscribe()
@@ -274,6 +292,11 @@ class ServiceActor(Actor):
             await self._stack.aclose()
             raise
         ctx.service = self.actor_ref
+        if ctx.configuration_revision != seen_revision:
+            # Changed while we started, before the config actor could tell us.
+            self.actor_ref.send_system(
+                ConfigChanged(ctx.configuration, self.configuration, ctx.configuration_revision)
+            )
 
     def _extra_routes(self, group: str) -> dict[str, _Route]:
         routes = {}
@@ -381,7 +404,17 @@ class ServiceActor(Actor):
             return None
         if kind is HealthQuery:
             return await self._check_health()
+        if kind is ConfigChanged:
+            await self._config_changed(message)
+            return None
         return await self.on_message(message)
+
+    async def _config_changed(self, change: ConfigChanged) -> None:
+        self.configuration = change.new
+        try:
+            await self.on_config_changed(change.new, change.old)
+        except Exception:
+            self.actor_log.exception("on_config_changed failed", revision=change.revision)
 
     async def _check_health(self) -> bool:
         try:

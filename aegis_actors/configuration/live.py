@@ -1,0 +1,151 @@
+"""Live configuration: a service bound to (application, configuration name) sees every change.
+
+The instance tree gets two more children, before the service:
+
+```
+config-watch   KVWatchActor on `configs.*` of the `aegis-config` bucket
+config         ConfigActor: resolves the binding, validates, tells the service
+```
+
+At start the `ConfigActor` reads the current value, so the service has it in
+`self.configuration` before it serves its first call (an unreachable store
+fails the start, and the supervisor retries; a configuration that does not
+exist yet leaves `None` and arrives when it is created). Then every change
+that reaches the watch is validated against the binding's model and told to
+the service as a `ConfigChanged`; the service calls `on_config_changed(new,
+old)` from its mailbox, so changes come in order and never two at once. A
+value that fails the model is rejected for this service (logged, the old
+value kept); a deleted configuration keeps its last value (logged).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from aegis_actors.actor import Actor
+from aegis_actors.buckets import CONFIGURATIONS, configuration_key
+from aegis_actors.configuration.binding import ConfigBinding, ConfigChanged
+from aegis_actors.configuration.models import Configuration
+from aegis_actors.configuration.store import ConfigurationStore
+from aegis_actors.context import InstanceContext
+from aegis_actors.watch import KeyChanged, KeyRemoved, WatchState, WatchTopic
+from aegis_actors.wire import ServiceError
+
+#: The keys the configuration watch follows.
+WATCHED_KEYS: Final = CONFIGURATIONS
+
+
+class ConfigActor(Actor):
+    """Keeps `instance.configuration` current and tells the service every change."""
+
+    def __init__(
+        self, instance: InstanceContext, binding: ConfigBinding, topic: WatchTopic
+    ) -> None:
+        super().__init__()
+        self.instance = instance
+        self.binding = binding
+        self.topic = topic
+        self._store: ConfigurationStore | None = None
+        self._application_id: str | None = None
+        self._configuration_id: str | None = None
+        self._revision = 0
+
+    async def on_start(self) -> None:
+        ctx = self.instance
+        self._store = await ConfigurationStore.open(ctx.js, ctx.buckets)
+        try:
+            application, _ = await self._store.find_application(self.binding.application)
+            self._application_id = application.id
+            current, revision = await self._store.find_configuration(
+                application.id, self.binding.name
+            )
+        except ServiceError as exc:
+            if exc.status != 404:
+                raise
+            self.actor_log.warning(
+                "configuration not found; the service starts without it",
+                application=self.binding.application,
+                configuration=self.binding.name,
+            )
+        else:
+            self._accept(current, revision, tell=False)
+        await self.topic.subscribe(self.actor_ref)
+
+    async def on_receive(self, message: Any) -> Any:
+        if isinstance(message, WatchState):
+            for entry in message.entries:
+                await self._changed(entry)
+        elif isinstance(message, KeyChanged):
+            await self._changed(message)
+        elif isinstance(message, KeyRemoved):
+            if self._configuration_id and message.key == configuration_key(self._configuration_id):
+                self.actor_log.warning(
+                    "configuration deleted; keeping its last value",
+                    application=self.binding.application,
+                    configuration=self.binding.name,
+                )
+                self._configuration_id = None
+        else:
+            return await super().on_receive(message)
+        return None
+
+    async def _changed(self, entry: KeyChanged) -> None:
+        try:
+            configuration = Configuration.model_validate_json(entry.value)
+        except ValidationError:
+            return  # not a configuration record: nothing for us
+        if configuration.name != self.binding.name or not await self._ours(configuration):
+            return
+        if entry.revision <= self._revision:
+            return  # the value we started with, or one already handled
+        self._accept(configuration, entry.revision, tell=True)
+
+    async def _ours(self, configuration: Configuration) -> bool:
+        if self._application_id is None:
+            # The application did not exist at start: is this it?
+            assert self._store is not None
+            try:
+                application, _ = await self._store.get_application(configuration.application_id)
+            except ServiceError:
+                return False
+            if application.name != self.binding.application:
+                return False
+            self._application_id = application.id
+        return configuration.application_id == self._application_id
+
+    def _accept(self, configuration: Configuration, revision: int, *, tell: bool) -> None:
+        self._revision = revision
+        self._configuration_id = configuration.id
+        model = self.binding.model
+        try:
+            value = (
+                model.model_validate(configuration.config)
+                if model is not None
+                else configuration.config
+            )
+        except ValidationError as exc:
+            self.actor_log.error(
+                "configuration rejected by this service; keeping the old value",
+                application=self.binding.application,
+                configuration=self.binding.name,
+                revision=revision,
+                errors=[
+                    {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                    for e in exc.errors(include_url=False)
+                ],
+            )
+            return
+        ctx = self.instance
+        old, ctx.configuration = ctx.configuration, value
+        ctx.configuration_revision = revision
+        self.actor_log.info(
+            "configuration loaded" if not tell else "configuration changed",
+            application=self.binding.application,
+            configuration=self.binding.name,
+            revision=revision,
+        )
+        if tell and ctx.service is not None:
+            # The system lane never refuses and keeps the order of changes.
+            ctx.service.send_system(ConfigChanged(value, old, revision))
