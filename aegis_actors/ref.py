@@ -242,4 +242,5 @@ class ActorRef:
         self._stopped.set()
         watchers, self._watchers = self._watchers, []
         for watcher in watchers:
-            watcher.send_system(Terminated(self, reason))
+            if watcher.is_alive:  # a watcher that stopped first needs no news
+                watcher.send_system(Terminated(self, reason))

@@ -7,6 +7,11 @@ work with no actor, validation or envelope, one task per request:
   create: `KVBucket.create`;  get: `KVBucket.get`;  update: get + revision-checked write;
   list:   the bucket's last revision (what a fresh list must ask) + a reply of the same bytes.
 Goal (issue 5): p99 < 5 ms with one client.
+
+Then live configuration (issue 7): from the start of a configuration update
+(`ConfigurationStore.update_configuration`: a read and a revision-checked
+write) to the bound service's `on_config_changed`, beside a bare KV put to a
+nats-py watcher receiving it, in the same run, one change at a time.
 Run: `python -m bench.mgmt`.
 """
 
@@ -23,11 +28,20 @@ import anyio
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from aegis_actors import ActorSystem, ConnectionSettings, InstanceSettings, start_instance
+from aegis_actors import (
+    ActorSystem,
+    ConnectionSettings,
+    InstanceSettings,
+    ServiceActor,
+    start_instance,
+)
 from aegis_actors.buckets import Buckets
+from aegis_actors.configuration.binding import ConfigBinding
+from aegis_actors.configuration.store import ConfigurationStore
 from aegis_actors.connection import connect
 from aegis_actors.eventloop import loop_name, run
 from aegis_actors.kv import KVBucket
+from aegis_actors.logs import LogFormat, configure_logging
 from aegis_actors.mgmt.actor import ManagementService
 from aegis_actors.mgmt.definitions import definitions_bucket_spec
 from aegis_actors.server import NatsServer
@@ -253,7 +267,76 @@ def rows_of(results: Results) -> list[list[object]]:
     return rows
 
 
+UPDATES: Final = 300
+
+
+class _Bound(ServiceActor):
+    service_name = "bench-bound"
+    config_binding = ConfigBinding("bench", "live")
+
+    async def on_config_changed(self, new: Any, old: Any) -> None:
+        arrived: Callable[[int], None] = self.settings["arrived"]
+        arrived(int(new["n"]))
+
+
+async def config_latency() -> list[list[object]]:
+    """p50/p99 of update -> callback, and of bare put -> watcher, in milliseconds."""
+    with NatsServer() as server:
+        nc = await connect(ConnectionSettings(url=server.url))
+        js = nc.jetstream()
+        store = await ConfigurationStore.open(js, Buckets("blive"))
+        app, _ = await store.create_application("bench", "")
+        config, revision = await store.create_configuration(app.id, "live", "", {"n": 0})
+        waiting: dict[int, anyio.Event] = {}
+
+        def arrived(n: int) -> None:
+            if n in waiting:
+                waiting[n].set()
+
+        settings = InstanceSettings(
+            nats=ConnectionSettings(url=server.url),
+            namespace="blive",
+            registration=False,
+            settings={"arrived": arrived},
+        )
+        live: list[float] = []
+        bare: list[float] = []
+        async with ActorSystem() as system:
+            await start_instance(system, _Bound, settings)
+            for n in range(1, UPDATES + 1):
+                waiting[n] = anyio.Event()
+                started = time.perf_counter()
+                _, revision = await store.update_configuration(
+                    config.id, revision, None, None, {"n": n}
+                )
+                await waiting[n].wait()
+                live.append((time.perf_counter() - started) * 1000)
+            kv = await js.create_key_value(bucket="bench-bare")
+            watcher = await kv.watch("k")
+            await kv.put("k", b"0")
+            while (entry := await watcher.updates(timeout=5)) is None or entry.value != b"0":
+                pass
+            for n in range(1, UPDATES + 1):
+                started = time.perf_counter()
+                await kv.put("k", str(n).encode())
+                while (entry := await watcher.updates(timeout=5)) is None or entry.value != str(
+                    n
+                ).encode():
+                    pass
+                bare.append((time.perf_counter() - started) * 1000)
+            await watcher.stop()
+        await nc.close()
+    q = statistics.quantiles
+    return [
+        [loop_name(), "config update -> on_config_changed", statistics.median(live),
+         q(live, n=100)[98], "bare KV put -> watcher", statistics.median(bare),
+         q(bare, n=100)[98], f"{statistics.median(live) / statistics.median(bare):.2f}x"],
+    ]  # fmt: skip
+
+
 def main() -> None:
+    configure_logging(LogFormat.HUMAN, "warning")  # the tables, not every config change
+    live_rows = run(config_latency)
     rows = run(measure)
     table(
         f"management API over NATS, median of {ROUNDS} rounds "
@@ -261,6 +344,12 @@ def main() -> None:
         ["loop", "operation", "clients", "ops/s", "p50 ms", "p99 ms",
          "ceiling ops/s", "ceiling p99 ms", "ratio", "goal"],
         rows,
+    )  # fmt: skip
+    table(
+        f"live configuration, one change at a time ({UPDATES} changes)",
+        ["loop", "path", "p50 ms", "p99 ms", "ceiling", "ceiling p50 ms", "ceiling p99 ms",
+         "p50 x"],
+        live_rows,
     )  # fmt: skip
 
 
