@@ -65,6 +65,7 @@ DEFAULT_GRACE: Final = 10.0
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
+W = TypeVar("W", Application, Configuration)
 
 
 def config_bucket_spec(buckets: Buckets) -> BucketSpec:
@@ -115,15 +116,19 @@ def _encode_cursor(key: tuple[str, str]) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[str, str]:
     try:
-        name, ident = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return str(name), str(ident)
-    except (ValueError, TypeError) as exc:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError:
+        key = None
+    # Only what `_encode_cursor` writes: a pair of strings (a JSON object of two
+    # keys would unpack too, and page from nowhere in particular).
+    if not (isinstance(key, list) and len(key) == 2 and all(isinstance(k, str) for k in key)):
         raise ServiceError.of(
             ErrorCode.VALIDATION_ERROR,
             "cursor: not a cursor this service gave out",
             field="cursor",
             value=cursor,
-        ) from exc
+        )
+    return key[0], key[1]
 
 
 def paginate(
@@ -137,6 +142,24 @@ def paginate(
     page = ordered[:limit]
     more = len(ordered) > limit
     return Page(page, _encode_cursor(key(page[-1])) if more and page else None)
+
+
+def fit(page: Page[W], max_bytes: int | None) -> Page[W]:
+    """`page` cut short so that its items' JSON stays within `max_bytes` (one NATS message).
+
+    Twenty configurations of 60 KiB are over the 1 MiB a NATS message holds by
+    default: unfitted, the reply could not be sent and the caller heard nothing.
+    At least one item is kept, so a page always moves on.
+    """
+    if max_bytes is None:
+        return page
+    size = 0
+    for kept, item in enumerate(page.items):
+        size += len(item.model_dump_json(by_alias=True)) + 1  # and a comma
+        if kept and size > max_bytes:
+            last = page.items[kept - 1]
+            return Page(page.items[:kept], _encode_cursor((last.name, last.id)))
+    return page
 
 
 class ConfigurationStore:
@@ -208,7 +231,9 @@ class ConfigurationStore:
             raise ServiceError.of(ErrorCode.NOT_FOUND, f"no application named {name!r}", name=name)
         return await self.get_application(index.id)
 
-    async def list_applications(self, limit: int, cursor: str | None) -> Page[Application]:
+    async def list_applications(
+        self, limit: int, cursor: str | None, max_bytes: int | None = None
+    ) -> Page[Application]:
         records = [
             record
             for entry in await self.bucket.entries(APPLICATIONS)
@@ -216,7 +241,7 @@ class ConfigurationStore:
         ]
         page = paginate(records, lambda r: (r.name, r.id), limit, cursor)
         apps = [self._application(r, await self._configuration_ids(r.id)) for r in page.items]
-        return Page(apps, page.next_cursor)
+        return fit(Page(apps, page.next_cursor), max_bytes)
 
     async def _configuration_record(
         self, configuration_id: str
@@ -246,7 +271,11 @@ class ConfigurationStore:
         return await self.get_configuration(index.id)
 
     async def list_configurations(
-        self, application_id: str | None, limit: int, cursor: str | None
+        self,
+        application_id: str | None,
+        limit: int,
+        cursor: str | None,
+        max_bytes: int | None = None,
     ) -> Page[Configuration]:
         if application_id is not None:
             await self._application_record(application_id)
@@ -260,7 +289,7 @@ class ConfigurationStore:
             ]
         page = paginate(records, lambda r: (r.name, r.id), limit, cursor)
         items = [Configuration.model_validate(r.model_dump()) for r in page.items]
-        return Page(items, page.next_cursor)
+        return fit(Page(items, page.next_cursor), max_bytes)
 
     async def configuration_history(self, configuration_id: str) -> list[tuple[Configuration, int]]:
         """The last `HISTORY` revisions, newest first."""
@@ -547,8 +576,10 @@ class ConfigurationStore:
             try:
                 await self._application_record(config.application_id)
             except ServiceError:
-                await self.bucket.delete(entry.key, revision=entry.revision)
-                orphan_configurations += 1
+                # A conflict: another instance's repair (or a write) got there first.
+                with contextlib.suppress(RevisionConflictError):
+                    await self.bucket.delete(entry.key, revision=entry.revision)
+                    orphan_configurations += 1
         return RepairReport(orphan_names, unfinished, orphan_configurations)
 
     def _old(self, when: datetime) -> bool:
