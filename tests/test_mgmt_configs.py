@@ -1,0 +1,1119 @@
+"""`aegis.mgmt.apps.*` and `aegis.mgmt.configs.*` over real NATS: SPEC sections 5 and 10.
+
+The store's own guarantees (orphan repair, grace periods) are tested in
+`test_configuration_store.py`; here every verb is driven as a client drives
+it, through the management actor: replies, status codes, bad input of every
+shape, races between instances, cascades and history.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import anyio
+import nats.micro.service as micro
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from nats.aio.client import Client
+from pydantic import TypeAdapter, ValidationError
+from ulid import ULID
+
+from aegis_actors import (
+    ActorSystem,
+    ConnectionSettings,
+    InstanceSettings,
+    RunningInstance,
+    ServiceError,
+    start_instance,
+)
+from aegis_actors.configuration.models import MAX_CONFIG_BYTES
+from aegis_actors.configuration.requests import (
+    CreateApplication,
+    CreateConfiguration,
+    GetApplication,
+    GetConfiguration,
+)
+from aegis_actors.configuration.store import HISTORY
+from aegis_actors.connection import connect
+from aegis_actors.mgmt.actor import ManagementService
+from aegis_actors.mgmt.client import ManagementClient
+from aegis_actors.server import NatsServer
+from aegis_actors.subjects import Subjects
+from aegis_actors.wire import ERROR_CODE_HEADER, ERROR_HEADER, from_validation_error
+
+pytestmark = pytest.mark.nats
+
+VERBS = [
+    ("apps", "create"),
+    ("apps", "get"),
+    ("apps", "list"),
+    ("apps", "update"),
+    ("apps", "delete"),
+    ("configs", "create"),
+    ("configs", "get"),
+    ("configs", "list"),
+    ("configs", "update"),
+    ("configs", "delete"),
+    ("configs", "history"),
+]
+#: A well-formed ULID that no test ever creates (ULIDs made now start with 01).
+NOBODY = "00000000000000000000000000"
+
+
+class Api:
+    """A running management fleet in one namespace, and ways to talk to it."""
+
+    def __init__(self, nats: Client, namespace: str, instances: list[RunningInstance]) -> None:
+        self.nats = nats
+        self.subjects = Subjects(namespace)
+        self.instances = instances
+        self.client = ManagementClient(nats, namespace=namespace)
+
+    async def raw(
+        self, resource: str, verb: str, body: bytes, *, via: int | None = None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """A request through the queue group, or to instance number `via` directly."""
+        subject = self.subjects.mgmt(resource, verb)
+        if via is not None:
+            iid = self.instances[via].instance_id
+            subject = self.subjects.instance(iid, f"{resource}_{verb}")
+        msg = await self.nats.request(subject, body, timeout=10)
+        reply = json.loads(msg.data)
+        headers = dict(msg.headers or {})
+        if not reply["ok"]:
+            # Every error carries the NATS micro headers, as SPEC section 5 asks.
+            assert headers[ERROR_CODE_HEADER] == str(reply["status"])
+            assert headers[ERROR_HEADER] == " ".join(reply["error"]["message"].split())
+        return reply, headers
+
+    async def call(
+        self, resource: str, verb: str, params: Any, *, via: int | None = None
+    ) -> dict[str, Any]:
+        reply, _ = await self.raw(resource, verb, json.dumps(params).encode(), via=via)
+        return reply
+
+    async def ok(self, resource: str, verb: str, params: Any) -> dict[str, Any]:
+        """A request that must succeed: its reply."""
+        reply = await self.call(resource, verb, params)
+        assert reply["ok"] is True, reply
+        return reply
+
+    async def app(self, name: str, comments: str = "") -> dict[str, Any]:
+        return (await self.ok("apps", "create", {"name": name, "comments": comments}))["data"]
+
+    async def config(self, app_id: str, name: str, value: dict[str, Any]) -> dict[str, Any]:
+        params = {"applicationId": app_id, "name": name, "config": value}
+        return await self.ok("configs", "create", params)
+
+    async def still_serving(self) -> None:
+        """Good requests after bad ones are answered as usual."""
+        reply = await self.call("apps", "create", {"name": "alive"})
+        assert reply["status"] in (201, 409), reply
+        app = await self.ok("apps", "get", {"name": "alive"})
+        params = {"applicationId": app["data"]["id"], "name": "alive", "config": {}}
+        assert (await self.call("configs", "create", params))["status"] in (201, 409)
+        assert (await self.call("configs", "list", {}))["status"] == 200
+
+
+@asynccontextmanager
+async def management(
+    nats: Client, settings: InstanceSettings, count: int = 1
+) -> AsyncIterator[Api]:
+    async with ActorSystem() as system:
+        running = [await start_instance(system, ManagementService, settings) for _ in range(count)]
+        yield Api(nats, settings.namespace, running)
+
+
+@pytest.fixture
+def mgmt_settings(instance_settings: InstanceSettings) -> InstanceSettings:
+    return instance_settings.model_copy(update={"registration": False})
+
+
+def error_of(reply: dict[str, Any]) -> tuple[int, str]:
+    assert reply["ok"] is False, reply
+    return reply["status"], reply["error"]["code"]
+
+
+def parse_time(value: str) -> datetime:
+    assert value.endswith("Z"), value
+    return datetime.fromisoformat(value)
+
+
+def value_of_size(size: int) -> dict[str, str]:
+    """A config whose compact JSON is exactly `size` bytes."""
+    value = {"k": "x" * (size - len('{"k":""}'))}
+    assert len(json.dumps(value, separators=(",", ":"))) == size
+    return value
+
+
+class TestApplications:
+    """create 201, get 200 by id or name with its configuration ids, update 200, delete 204."""
+
+    async def test_create_answers_201_with_a_ulid_server_timestamps_and_the_revision(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            reply = await api.call("apps", "create", {"name": "billing", "comments": "pays"})
+            other = await api.call("apps", "create", {"name": "shipping"})
+        assert reply["status"] == 201
+        assert reply["revision"] >= 1
+        data = reply["data"]
+        assert str(ULID.from_str(data["id"])) == data["id"]
+        assert other["data"]["id"] != data["id"]
+        assert {k: data[k] for k in ("name", "comments", "configurationIds")} == {
+            "name": "billing",
+            "comments": "pays",
+            "configurationIds": [],
+        }
+        assert data["createdAt"] == data["updatedAt"]
+        parse_time(data["createdAt"])
+        assert other["data"]["comments"] == "", "comments are optional"
+
+    async def test_get_by_id_and_by_name_gives_the_same_reply_with_configuration_ids(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            app = await api.app("billing")
+            ids = [(await api.config(app["id"], n, {"n": n}))["data"]["id"] for n in "bca"]
+            by_id = await api.call("apps", "get", {"id": app["id"]})
+            by_name = await api.call("apps", "get", {"name": "billing"})
+        assert by_id["status"] == 200
+        assert by_id == by_name
+        assert by_id["data"]["configurationIds"] == sorted(ids)
+        assert by_id["revision"] >= 1
+
+    async def test_a_taken_name_is_a_409_already_exists_and_the_first_is_kept(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            first = await api.app("billing", "first")
+            reply = await api.call("apps", "create", {"name": "billing", "comments": "second"})
+            kept = await api.ok("apps", "get", {"name": "billing"})
+        assert error_of(reply) == (409, "ALREADY_EXISTS")
+        assert reply["error"]["details"] == {"name": "billing"}
+        assert kept["data"]["id"] == first["id"]
+        assert kept["data"]["comments"] == "first"
+
+    async def test_list_is_sorted_by_name_and_the_cursor_walks_every_page(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        names = [f"app-{i:02d}" for i in range(7)]
+        async with management(nats_client, mgmt_settings) as api:
+            async with anyio.create_task_group() as tg:
+                for name in reversed(names):
+                    tg.start_soon(api.app, name)
+            seen: list[str] = []
+            params: dict[str, Any] = {"limit": 3}
+            pages = 0
+            while True:
+                reply = await api.ok("apps", "list", params)
+                assert reply["status"] == 200
+                assert "revision" not in reply, "a list has no top-level revision"
+                assert len(reply["data"]["items"]) <= 3
+                seen += [item["name"] for item in reply["data"]["items"]]
+                pages += 1
+                if reply["data"]["nextCursor"] is None:
+                    break
+                params["cursor"] = reply["data"]["nextCursor"]
+            everything = await api.ok("apps", "list", {})
+        assert seen == names
+        assert pages == 3
+        assert [i["name"] for i in everything["data"]["items"]] == names
+        assert everything["data"]["nextCursor"] is None
+
+    async def test_update_renames_frees_the_old_name_and_moves_the_revision(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            created = await api.ok("apps", "create", {"name": "old-name", "comments": "c"})
+            app_id = created["data"]["id"]
+            update = {"id": app_id, "revision": created["revision"], "name": "new-name"}
+            reply = await api.call("apps", "update", update)
+            old = await api.call("apps", "get", {"name": "old-name"})
+            new = await api.ok("apps", "get", {"name": "new-name"})
+            again = await api.call("apps", "create", {"name": "old-name"})
+        assert reply["status"] == 200
+        assert reply["revision"] > created["revision"]
+        assert reply["data"] == {
+            **created["data"],
+            "name": "new-name",
+            "updatedAt": reply["data"]["updatedAt"],
+        }
+        assert parse_time(reply["data"]["updatedAt"]) >= parse_time(created["data"]["updatedAt"])
+        assert error_of(old) == (404, "NOT_FOUND")
+        assert (new["data"]["id"], new["revision"]) == (app_id, reply["revision"])
+        assert again["status"] == 201
+        assert again["data"]["id"] != app_id
+
+    async def test_renaming_onto_a_taken_name_is_a_409_and_changes_nothing(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            mine = await api.ok("apps", "create", {"name": "mine"})
+            await api.app("taken")
+            update = {"id": mine["data"]["id"], "revision": mine["revision"], "name": "taken"}
+            reply = await api.call("apps", "update", update)
+            kept = await api.ok("apps", "get", {"id": mine["data"]["id"]})
+        assert error_of(reply) == (409, "ALREADY_EXISTS")
+        assert kept == {**mine, "status": 200}
+
+    async def test_a_stale_revision_is_a_409_for_update_and_delete(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            created = await api.ok("apps", "create", {"name": "billing"})
+            app_id, stale = created["data"]["id"], created["revision"]
+            done = await api.ok(
+                "apps", "update", {"id": app_id, "revision": stale, "comments": "1"}
+            )
+            update = await api.call(
+                "apps", "update", {"id": app_id, "revision": stale, "comments": "2"}
+            )
+            delete = await api.call("apps", "delete", {"id": app_id, "revision": stale})
+            current = await api.ok("apps", "get", {"id": app_id})
+        assert error_of(update) == (409, "REVISION_CONFLICT")
+        assert update["error"]["details"] == {
+            "id": app_id,
+            "revision": stale,
+            "currentRevision": done["revision"],
+        }
+        assert error_of(delete) == (409, "REVISION_CONFLICT")
+        assert current["data"]["comments"] == "1"
+        assert current["revision"] == done["revision"]
+
+    async def test_an_unknown_id_or_name_is_a_404_for_every_verb(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            replies = [
+                await api.call("apps", "get", {"id": NOBODY}),
+                await api.call("apps", "get", {"name": "nobody"}),
+                await api.call("apps", "update", {"id": NOBODY, "revision": 1, "comments": "x"}),
+                await api.call("apps", "delete", {"id": NOBODY}),
+            ]
+        for reply in replies:
+            assert error_of(reply) == (404, "NOT_FOUND")
+
+    async def test_delete_answers_204_and_a_second_delete_is_a_404(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            created = await api.ok("apps", "create", {"name": "billing"})
+            app_id = created["data"]["id"]
+            reply = await api.call(
+                "apps", "delete", {"id": app_id, "revision": created["revision"]}
+            )
+            again = await api.call("apps", "delete", {"id": app_id})
+            by_name = await api.call("apps", "get", {"name": "billing"})
+            listed = await api.ok("apps", "list", {})
+        assert reply == {"ok": True, "status": 204, "data": None}
+        assert error_of(again) == (404, "NOT_FOUND")
+        assert error_of(by_name) == (404, "NOT_FOUND")
+        assert listed["data"]["items"] == []
+
+
+class TestConfigurations:
+    """Configurations live in one application; names are unique within it."""
+
+    async def test_create_answers_201_and_get_by_id_or_by_name_returns_it(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        value = {"pool": {"size": 5}, "hosts": ["a", "b"], "ratio": 0.5, "on": True, "x": None}
+        async with management(nats_client, mgmt_settings) as api:
+            app = await api.app("billing")
+            params = {"applicationId": app["id"], "name": "Db_main-1", "config": value}
+            created = await api.call("configs", "create", {**params, "comments": "the db"})
+            by_id = await api.call("configs", "get", {"id": created["data"]["id"]})
+            by_name = await api.call(
+                "configs", "get", {"applicationId": app["id"], "name": "Db_main-1"}
+            )
+        assert created["status"] == 201
+        assert created["revision"] >= 1
+        data = created["data"]
+        assert str(ULID.from_str(data["id"])) == data["id"]
+        assert data["applicationId"] == app["id"]
+        assert (data["name"], data["comments"], data["config"]) == ("Db_main-1", "the db", value)
+        assert data["createdAt"] == data["updatedAt"]
+        assert by_id == {**created, "status": 200}
+        assert by_name == by_id
+
+    async def test_create_in_an_unknown_application_is_a_404_and_writes_nothing(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            params = {"applicationId": NOBODY, "name": "db", "config": {}}
+            reply = await api.call("configs", "create", params)
+            listed = await api.ok("configs", "list", {})
+        assert error_of(reply) == (404, "NOT_FOUND")
+        assert listed["data"]["items"] == []
+
+    async def test_names_are_unique_within_an_application_only(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            first, second = await api.app("first"), await api.app("second")
+            await api.config(first["id"], "db", {"v": 1})
+            taken = await api.call(
+                "configs", "create", {"applicationId": first["id"], "name": "db", "config": {}}
+            )
+            elsewhere = await api.call(
+                "configs", "create", {"applicationId": second["id"], "name": "db", "config": {}}
+            )
+            kept = await api.ok("configs", "get", {"applicationId": first["id"], "name": "db"})
+        assert error_of(taken) == (409, "ALREADY_EXISTS")
+        assert elsewhere["status"] == 201
+        assert kept["data"]["config"] == {"v": 1}
+
+    async def test_list_of_one_application_or_of_all_is_sorted_by_name_and_paged(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            one, two = await api.app("one"), await api.app("two")
+            for name in ("e", "c", "a"):
+                await api.config(one["id"], name, {})
+            for name in ("d", "b"):
+                await api.config(two["id"], name, {})
+            mine = await api.ok("configs", "list", {"applicationId": one["id"]})
+            first = await api.ok("configs", "list", {"limit": 2})
+            rest = await api.ok(
+                "configs", "list", {"limit": 5, "cursor": first["data"]["nextCursor"]}
+            )
+            unknown = await api.call("configs", "list", {"applicationId": NOBODY})
+        assert [c["name"] for c in mine["data"]["items"]] == ["a", "c", "e"]
+        assert {c["applicationId"] for c in mine["data"]["items"]} == {one["id"]}
+        assert mine["data"]["nextCursor"] is None
+        assert [c["name"] for c in first["data"]["items"]] == ["a", "b"]
+        assert [c["name"] for c in rest["data"]["items"]] == ["c", "d", "e"]
+        assert rest["data"]["nextCursor"] is None
+        assert error_of(unknown) == (404, "NOT_FOUND")
+
+    async def test_update_changes_only_what_it_sends_and_a_stale_revision_is_a_409(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            app = await api.app("billing")
+            created = await api.config(app["id"], "db", {"pool": 5})
+            config_id, stale = created["data"]["id"], created["revision"]
+            update = {"id": config_id, "revision": stale, "config": {"pool": 9}}
+            done = await api.call("configs", "update", update)
+            late = await api.call("configs", "update", {**update, "config": {"pool": 1}})
+            current = await api.ok("configs", "get", {"id": config_id})
+        assert done["status"] == 200
+        assert done["revision"] > stale
+        assert done["data"] == {
+            **created["data"],
+            "config": {"pool": 9},
+            "updatedAt": done["data"]["updatedAt"],
+        }
+        assert error_of(late) == (409, "REVISION_CONFLICT")
+        assert late["error"]["details"]["currentRevision"] == done["revision"]
+        assert current == {**done, "status": 200}
+
+    async def test_a_rename_frees_the_old_name_and_refuses_a_taken_one(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            app = await api.app("billing")
+            db = await api.config(app["id"], "db", {})
+            await api.config(app["id"], "cache", {})
+            base = {"id": db["data"]["id"], "revision": db["revision"]}
+            taken = await api.call("configs", "update", {**base, "name": "cache"})
+            renamed = await api.call("configs", "update", {**base, "name": "database"})
+            old = await api.call("configs", "get", {"applicationId": app["id"], "name": "db"})
+            again = await api.call(
+                "configs", "create", {"applicationId": app["id"], "name": "db", "config": {}}
+            )
+        assert error_of(taken) == (409, "ALREADY_EXISTS")
+        assert renamed["data"]["name"] == "database"
+        assert error_of(old) == (404, "NOT_FOUND")
+        assert again["status"] == 201
+
+    async def test_delete_answers_204_frees_the_name_and_leaves_the_application(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            app = await api.app("billing")
+            created = await api.config(app["id"], "db", {})
+            config_id = created["data"]["id"]
+            stale = await api.call("configs", "delete", {"id": config_id, "revision": 10**6})
+            reply = await api.call(
+                "configs", "delete", {"id": config_id, "revision": created["revision"]}
+            )
+            gone = [
+                await api.call("configs", verb, {"id": config_id})
+                for verb in ("get", "delete", "history")
+            ]
+            owner = await api.ok("apps", "get", {"id": app["id"]})
+            again = await api.call(
+                "configs", "create", {"applicationId": app["id"], "name": "db", "config": {}}
+            )
+        assert error_of(stale) == (409, "REVISION_CONFLICT")
+        assert reply == {"ok": True, "status": 204, "data": None}
+        for reply in gone:
+            assert error_of(reply) == (404, "NOT_FOUND")
+        assert owner["data"]["configurationIds"] == []
+        assert again["status"] == 201
+
+    async def test_update_of_an_unknown_configuration_is_a_404(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            reply = await api.call(
+                "configs", "update", {"id": NOBODY, "revision": 1, "config": {"a": 1}}
+            )
+            by_name = await api.call("configs", "get", {"applicationId": NOBODY, "name": "db"})
+        assert error_of(reply) == (404, "NOT_FOUND")
+        assert error_of(by_name) == (404, "NOT_FOUND")
+
+    async def test_a_config_of_exactly_64_kib_is_taken_and_one_byte_more_is_a_422(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            app = await api.app("billing")
+            fits = await api.call(
+                "configs",
+                "create",
+                {
+                    "applicationId": app["id"],
+                    "name": "big",
+                    "config": value_of_size(MAX_CONFIG_BYTES),
+                },
+            )
+            # Indented, the same value is a bigger request: still taken.
+            indented = json.dumps(
+                {
+                    "id": fits["data"]["id"],
+                    "revision": fits["revision"],
+                    "config": fits["data"]["config"],
+                },
+                indent=8,
+            ).encode()
+            update, _ = await api.raw("configs", "update", indented)
+            over = await api.call(
+                "configs",
+                "create",
+                {
+                    "applicationId": app["id"],
+                    "name": "bigger",
+                    "config": value_of_size(MAX_CONFIG_BYTES + 1),
+                },
+            )
+        assert fits["status"] == 201
+        assert update["status"] == 200
+        assert error_of(over) == (422, "VALIDATION_ERROR")
+        assert over["error"]["details"]["field"] == "config"
+        assert "65537 bytes" in over["error"]["message"]
+        assert len(json.dumps(over)) < 2000, "the huge value is not echoed back"
+
+    async def test_list_pages_fit_in_one_nats_message(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        # 20 configurations of 60 KiB: 1.2 MB, over the 1 MiB a message holds.
+        async with management(nats_client, mgmt_settings) as api:
+            app = await api.app("billing")
+            value = value_of_size(60 * 1024)
+            async with anyio.create_task_group() as tg:
+                for i in range(20):
+                    tg.start_soon(api.config, app["id"], f"c{i:02d}", value)
+            names: list[str] = []
+            params: dict[str, Any] = {"applicationId": app["id"]}
+            pages = 0
+            while True:
+                msg = await nats_client.request(
+                    api.subjects.mgmt("configs", "list"), json.dumps(params).encode(), timeout=10
+                )
+                assert len(msg.data) <= nats_client.max_payload
+                page = json.loads(msg.data)["data"]
+                names += [c["name"] for c in page["items"]]
+                pages += 1
+                if page["nextCursor"] is None:
+                    break
+                params["cursor"] = page["nextCursor"]
+        assert names == [f"c{i:02d}" for i in range(20)]
+        assert pages == 2
+
+
+class TestHistory:
+    """history: the last 10 revisions of a configuration, newest first."""
+
+    async def test_after_12_updates_history_holds_the_last_10_newest_first(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            app = await api.app("billing")
+            created = await api.config(app["id"], "db", {"v": 0})
+            config_id = created["data"]["id"]
+            revisions = [created["revision"]]
+            for v in range(1, 13):
+                update = {"id": config_id, "revision": revisions[-1], "config": {"v": v}}
+                revisions.append((await api.ok("configs", "update", update))["revision"])
+            reply = await api.ok("configs", "history", {"id": config_id})
+        assert reply["status"] == 200
+        items = reply["data"]["items"]
+        assert len(items) == HISTORY == 10
+        assert [i["revision"] for i in items] == revisions[::-1][:10]
+        assert [i["configuration"]["config"]["v"] for i in items] == list(range(12, 2, -1))
+        assert {i["configuration"]["id"] for i in items} == {config_id}
+        updated = [parse_time(i["configuration"]["updatedAt"]) for i in items]
+        assert updated == sorted(updated, reverse=True)
+
+    async def test_a_young_configuration_has_as_many_entries_as_revisions(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            app = await api.app("billing")
+            created = await api.config(app["id"], "db", {"v": 0})
+            update = {"id": created["data"]["id"], "revision": created["revision"], "comments": "c"}
+            updated = await api.ok("configs", "update", update)
+            reply = await api.ok("configs", "history", {"id": created["data"]["id"]})
+        items = reply["data"]["items"]
+        assert [i["revision"] for i in items] == [updated["revision"], created["revision"]]
+        assert [i["configuration"]["comments"] for i in items] == ["c", ""]
+
+
+class TestCascade:
+    """Deleting an application deletes its configurations; their names become free."""
+
+    async def test_deleting_an_application_deletes_its_configurations_only(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            doomed = await api.ok("apps", "create", {"name": "doomed"})
+            kept = await api.app("kept")
+            doomed_id = doomed["data"]["id"]
+            ids = [
+                (await api.config(doomed_id, n, {"n": n}))["data"]["id"] for n in ("a", "b", "c")
+            ]
+            survivor = await api.config(kept["id"], "a", {"n": "kept"})
+            deleted = await api.call(
+                "apps", "delete", {"id": doomed_id, "revision": doomed["revision"]}
+            )
+            gone = [await api.call("configs", "get", {"id": i}) for i in ids]
+            listed = await api.ok("configs", "list", {})
+            by_name = await api.call("configs", "get", {"applicationId": doomed_id, "name": "a"})
+            # Both the application's name and its configurations' names are free.
+            reborn = await api.app("doomed")
+            again = [await api.config(reborn["id"], n, {}) for n in ("a", "b", "c")]
+        assert deleted["status"] == 204
+        for reply in gone:
+            assert error_of(reply) == (404, "NOT_FOUND")
+        assert error_of(by_name) == (404, "NOT_FOUND")
+        assert [c["id"] for c in listed["data"]["items"]] == [survivor["data"]["id"]]
+        assert reborn["id"] != doomed_id
+        assert [r["status"] for r in again] == [201] * 3
+
+    async def test_a_stale_delete_of_an_application_keeps_its_configurations(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            created = await api.ok("apps", "create", {"name": "billing"})
+            app_id = created["data"]["id"]
+            config = await api.config(app_id, "db", {})
+            await api.ok(
+                "apps", "update", {"id": app_id, "revision": created["revision"], "comments": "x"}
+            )
+            reply = await api.call(
+                "apps", "delete", {"id": app_id, "revision": created["revision"]}
+            )
+            still = await api.call("configs", "get", {"id": config["data"]["id"]})
+        assert error_of(reply) == (409, "REVISION_CONFLICT")
+        assert still["status"] == 200
+
+    async def test_creates_racing_an_application_delete_leave_no_configuration_behind(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        statuses: list[int] = []
+        async with management(nats_client, mgmt_settings, count=2) as api:
+            app = await api.app("billing")
+
+            async def create(i: int) -> None:
+                params = {"applicationId": app["id"], "name": f"c{i}", "config": {}}
+                statuses.append((await api.call("configs", "create", params, via=i % 2))["status"])
+
+            async def delete() -> None:
+                statuses.append((await api.call("apps", "delete", {"id": app["id"]}))["status"])
+
+            async with anyio.create_task_group() as tg:
+                for i in range(30):
+                    tg.start_soon(create, i)
+                    if i == 10:
+                        tg.start_soon(delete)
+            listed = await api.ok("configs", "list", {})
+            await api.still_serving()
+        assert statuses.count(204) == 1
+        assert set(statuses) <= {201, 204, 404}, statuses
+        assert [c for c in listed["data"]["items"] if c["applicationId"] == app["id"]] == []
+
+
+class TestRaces:
+    """Exactly one of many racing writers wins, through one instance or two."""
+
+    async def test_50_creates_of_one_application_name_on_two_instances_give_one_201(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        outcomes: list[tuple[int, str | None]] = []
+        winners: list[str] = []
+        async with management(nats_client, mgmt_settings, count=2) as api:
+
+            async def create(i: int) -> None:
+                reply = await api.call(
+                    "apps", "create", {"name": "contested", "comments": str(i)}, via=i % 2
+                )
+                outcomes.append((reply["status"], reply.get("error", {}).get("code")))
+                if reply["ok"]:
+                    winners.append(reply["data"]["id"])
+
+            async with anyio.create_task_group() as tg:
+                for i in range(50):
+                    tg.start_soon(create, i)
+            listed = await api.ok("apps", "list", {})
+            by_name = await api.ok("apps", "get", {"name": "contested"})
+            await api.still_serving()
+        assert outcomes.count((201, None)) == 1
+        assert outcomes.count((409, "ALREADY_EXISTS")) == 49
+        assert [a["id"] for a in listed["data"]["items"] if a["name"] == "contested"] == winners
+        assert by_name["data"]["id"] == winners[0]
+
+    async def test_50_creates_of_one_configuration_name_on_two_instances_give_one_201(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        outcomes: list[tuple[int, str | None]] = []
+        async with management(nats_client, mgmt_settings, count=2) as api:
+            app = await api.app("billing")
+
+            async def create(i: int) -> None:
+                params = {"applicationId": app["id"], "name": "db", "config": {"i": i}}
+                reply = await api.call("configs", "create", params, via=i % 2)
+                outcomes.append((reply["status"], reply.get("error", {}).get("code")))
+
+            async with anyio.create_task_group() as tg:
+                for i in range(50):
+                    tg.start_soon(create, i)
+            owner = await api.ok("apps", "get", {"id": app["id"]})
+            listed = await api.ok("configs", "list", {"applicationId": app["id"]})
+        assert outcomes.count((201, None)) == 1
+        assert outcomes.count((409, "ALREADY_EXISTS")) == 49
+        assert len(owner["data"]["configurationIds"]) == 1
+        assert [c["name"] for c in listed["data"]["items"]] == ["db"]
+
+    async def test_20_applications_renamed_to_one_name_at_once_give_one_200(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        outcomes: list[tuple[int, str | None]] = []
+        async with management(nats_client, mgmt_settings, count=2) as api:
+            created = [await api.ok("apps", "create", {"name": f"app-{i:02d}"}) for i in range(20)]
+
+            async def rename(i: int) -> None:
+                body = {
+                    "id": created[i]["data"]["id"],
+                    "revision": created[i]["revision"],
+                    "name": "target",
+                }
+                reply = await api.call("apps", "update", body, via=i % 2)
+                outcomes.append((reply["status"], reply.get("error", {}).get("code")))
+
+            async with anyio.create_task_group() as tg:
+                for i in range(20):
+                    tg.start_soon(rename, i)
+            listed = await api.ok("apps", "list", {})
+        names = sorted(a["name"] for a in listed["data"]["items"])
+        assert outcomes.count((200, None)) == 1
+        assert outcomes.count((409, "ALREADY_EXISTS")) == 19
+        assert names.count("target") == 1
+        assert len(names) == 20, "the losers kept their names"
+
+    async def test_20_updates_at_one_revision_give_one_200_and_one_new_history_entry(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        outcomes: list[tuple[int, str | None]] = []
+        async with management(nats_client, mgmt_settings, count=2) as api:
+            app = await api.app("billing")
+            created = await api.config(app["id"], "db", {"v": -1})
+            config_id = created["data"]["id"]
+
+            async def update(i: int) -> None:
+                body = {"id": config_id, "revision": created["revision"], "config": {"v": i}}
+                reply = await api.call("configs", "update", body, via=i % 2)
+                outcomes.append((reply["status"], reply.get("error", {}).get("code")))
+
+            async with anyio.create_task_group() as tg:
+                for i in range(20):
+                    tg.start_soon(update, i)
+            history = await api.ok("configs", "history", {"id": config_id})
+        assert outcomes.count((200, None)) == 1
+        assert outcomes.count((409, "REVISION_CONFLICT")) == 19
+        assert len(history["data"]["items"]) == 2
+
+
+# -- bad input -----------------------------------------------------------------------
+
+
+def body(base: dict[str, Any], **fields: Any) -> bytes:
+    """`base` with `fields` changed (`...` leaves a field out), as JSON."""
+    merged = {**base, **fields}
+    return json.dumps({k: v for k, v in merged.items() if v is not ...}).encode()
+
+
+APP = {"name": "billing", "comments": ""}
+BAD_APP_NAMES = [
+    "bill.ing", "billing.*", "billing.>", "*", ">", "bill ing", " billing", "Billing",
+    "BILLING", "ab", "a" * 65, "1billing", "-billing", "bill_ing", "billing\n", "bïlling", "",
+]  # fmt: skip
+#: Application names that break the rule, for every request that takes one.
+BAD_APP_CREATES: list[tuple[str, bytes, int, str | None]] = [
+    ("not JSON", b"{name: billing}", 400, None),
+    ("JSON but a list", b'[{"name": "billing"}]', 400, None),
+    ("JSON but a string", b'"billing"', 400, None),
+    ("JSON null", b"null", 400, None),
+    ("empty body", b"", 400, None),
+    ("unknown field", body(APP, owner="a"), 422, "owner"),
+    ("client-made id", body(APP, id="01M83XVDVEFQP5XDGJGBVK8SV6"), 422, "id"),
+    ("revision on create", body(APP, revision=1), 422, "revision"),
+    ("name a number", body(APP, name=5), 422, "name"),
+    ("name null", body(APP, name=None), 422, "name"),
+    ("name missing", body(APP, name=...), 422, "name"),
+    ("comments a list", body(APP, comments=[]), 422, "comments"),
+    ("comments of 1001", body(APP, comments="c" * 1001), 422, "comments"),
+    ("configurationIds", body(APP, configurationIds=[]), 422, "configurationIds"),
+    ("configuration_ids", body(APP, configuration_ids=[]), 422, "configuration_ids"),
+    *[
+        (f"client {field}", body(APP, **{field: "2025-08-02T10:30:00Z"}), 422, field)
+        for field in ["createdAt", "updatedAt"]
+    ],
+    *[(f"name {name!r}", body(APP, name=name), 422, "name") for name in BAD_APP_NAMES],
+]
+BAD_CONFIG_NAMES = [
+    "d.b", "db.*", "db.>", "*", ">", "d b", "", "a" * 65, "_db", "-db", "db\n", "dé", "db/x",
+]  # fmt: skip
+
+
+def bad_config_creates(app_id: str) -> list[tuple[str, bytes, int, str | None]]:
+    good = {"applicationId": app_id, "name": "db", "comments": "", "config": {"a": 1}}
+    return [
+        ("not JSON", b'{"applicationId": ', 400, None),
+        ("empty body", b"", 400, None),
+        ("JSON but a list", b"[]", 400, None),
+        ("unknown field", body(good, value={}), 422, "value"),
+        (
+            "snake_case applicationId",
+            body(good, applicationId=..., application_id=app_id),
+            422,
+            None,
+        ),
+        ("applicationId not a ULID", body(good, applicationId="billing"), 422, "applicationId"),
+        ("applicationId lowercase", body(good, applicationId=app_id.lower()), 422, "applicationId"),
+        ("applicationId a number", body(good, applicationId=1), 422, "applicationId"),
+        ("config a list", body(good, config=[1]), 422, "config"),
+        ("config a string", body(good, config='{"a": 1}'), 422, "config"),
+        ("config a number", body(good, config=1), 422, "config"),
+        ("config null", body(good, config=None), 422, "config"),
+        ("config missing", body(good, config=...), 422, "config"),
+        ("config NaN", body(good).replace(b'{"a": 1}', b'{"a": NaN}'), 422, "config"),
+        ("config 1e400", body(good).replace(b'{"a": 1}', b'{"a": [1e400]}'), 422, "config"),
+        (
+            "config over 64 KiB",
+            body(good, config=value_of_size(MAX_CONFIG_BYTES + 100)),
+            422,
+            "config",
+        ),
+        ("comments of 1001", body(good, comments="c" * 1001), 422, "comments"),
+        ("client createdAt", body(good, createdAt="2025-08-02T10:30:00Z"), 422, "createdAt"),
+        ("client updatedAt", body(good, updatedAt="2025-08-02T10:30:00Z"), 422, "updatedAt"),
+        ("client id", body(good, id="01M83XVDVEFQP5XDGJGBVK8SV6"), 422, "id"),
+        *[(f"name {n!r}", body(good, name=n), 422, "name") for n in BAD_CONFIG_NAMES],
+    ]
+
+
+def bad_requests(app_id: str, config_id: str) -> list[tuple[str, str, dict[str, Any], str]]:
+    """(resource, verb, body, field at fault) for the verbs other than create."""
+    app_rev = {"id": app_id, "revision": 1}
+    config_rev = {"id": config_id, "revision": 1}
+    ulids = ["nope", app_id.lower(), app_id[:-1], app_id + "A", app_id + "\n", "8" + app_id[1:], 5]
+    return [
+        ("apps", "get", {}, "body"),
+        ("apps", "get", {"id": app_id, "name": "billing"}, "body"),
+        ("apps", "get", {"name": "Billing"}, "name"),
+        ("apps", "get", {"name": "bill.*"}, "name"),
+        ("apps", "list", {"limit": 0}, "limit"),
+        ("apps", "list", {"limit": 1001}, "limit"),
+        ("apps", "list", {"limit": "10"}, "limit"),
+        ("apps", "list", {"cursor": "!!nonsense!!"}, "cursor"),
+        ("apps", "list", {"cursor": "eyJhIjoxLCJiIjoyfQ=="}, "cursor"),  # {"a":1,"b":2}
+        ("apps", "update", {"id": app_id, "comments": "x"}, "revision"),
+        ("apps", "update", app_rev, "body"),
+        ("apps", "update", {**app_rev, "revision": "1", "comments": "x"}, "revision"),
+        ("apps", "update", {**app_rev, "revision": 0, "comments": "x"}, "revision"),
+        ("apps", "update", {**app_rev, "revision": True, "comments": "x"}, "revision"),
+        ("apps", "update", {**app_rev, "name": None}, "name"),
+        ("apps", "update", {**app_rev, "name": "Bad.Name"}, "name"),
+        ("apps", "update", {**app_rev, "comments": "c" * 1001}, "comments"),
+        ("apps", "update", {**app_rev, "configurationIds": []}, "configurationIds"),
+        ("apps", "update", {**app_rev, "comments": "x", "createdAt": "2025-08-02T10:30:00Z"}, "createdAt"),
+        ("apps", "delete", {}, "id"),
+        ("apps", "delete", {"id": app_id, "revision": -1}, "revision"),
+        ("configs", "get", {}, "body"),
+        ("configs", "get", {"name": "db"}, "body"),
+        ("configs", "get", {"applicationId": app_id}, "body"),
+        ("configs", "get", {"id": config_id, "name": "db"}, "body"),
+        ("configs", "get", {"id": config_id, "applicationId": app_id, "name": "db"}, "body"),
+        ("configs", "get", {"applicationId": app_id, "name": "d.b"}, "name"),
+        ("configs", "get", {"application_id": app_id, "name": "db"}, "application_id"),
+        ("configs", "list", {"applicationId": "billing"}, "applicationId"),
+        ("configs", "list", {"limit": 0}, "limit"),
+        ("configs", "update", {"id": config_id, "config": {}}, "revision"),
+        ("configs", "update", config_rev, "body"),
+        ("configs", "update", {**config_rev, "config": None}, "config"),
+        ("configs", "update", {**config_rev, "config": [1]}, "config"),
+        ("configs", "update", {**config_rev, "name": "d b"}, "name"),
+        ("configs", "update", {**config_rev, "applicationId": app_id, "comments": "x"}, "applicationId"),
+        ("configs", "update", {**config_rev, "comments": "x", "updatedAt": "2025-08-02T10:30:00Z"}, "updatedAt"),
+        ("configs", "delete", {"id": config_id, "revision": "1"}, "revision"),
+        ("configs", "history", {}, "id"),
+        ("configs", "history", {"id": config_id, "limit": 5}, "limit"),
+        *[("apps", "get", {"id": bad}, "id") for bad in ulids],
+        *[("apps", "delete", {"id": bad}, "id") for bad in ulids],
+        *[("configs", "get", {"id": bad}, "id") for bad in ulids],
+        *[("configs", "history", {"id": bad}, "id") for bad in ulids],
+    ]  # fmt: skip
+
+
+class TestBadInput:
+    """Every bad request gets a clear error with the NATS error headers, nothing is
+    written, and the actor goes on serving."""
+
+    async def test_every_bad_application_create_is_refused(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            for what, data, status, field in BAD_APP_CREATES:
+                reply, _ = await api.raw("apps", "create", data)
+                assert reply["ok"] is False, what
+                assert reply["status"] == status, (what, reply)
+                assert reply["error"]["code"] == (
+                    "BAD_REQUEST" if status == 400 else "VALIDATION_ERROR"
+                )
+                if field is not None:
+                    assert reply["error"]["details"]["field"] == field, (what, reply)
+                    assert "value" in reply["error"]["details"], what
+            assert (await api.ok("apps", "list", {}))["data"]["items"] == []
+            await api.still_serving()
+
+    async def test_every_bad_configuration_create_is_refused(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            app = await api.app("billing")
+            for what, data, status, field in bad_config_creates(app["id"]):
+                reply, _ = await api.raw("configs", "create", data)
+                assert reply["ok"] is False, what
+                assert reply["status"] == status, (what, reply)
+                if field is not None:
+                    assert reply["error"]["details"]["field"] == field, (what, reply)
+                assert len(reply["error"]["message"]) < 500, "no echo of huge input"
+            assert (await api.ok("configs", "list", {}))["data"]["items"] == []
+            assert (await api.ok("apps", "get", {"id": app["id"]}))["data"][
+                "configurationIds"
+            ] == []
+            await api.still_serving()
+
+    async def test_every_bad_get_list_update_delete_and_history_is_a_422(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            app = await api.ok("apps", "create", {"name": "billing"})
+            app_id = app["data"]["id"]
+            config = await api.config(app_id, "db", {"v": 1})
+            for resource, verb, params, field in bad_requests(app_id, config["data"]["id"]):
+                what = (resource, verb, params)
+                reply = await api.call(resource, verb, params)
+                assert error_of(reply) == (422, "VALIDATION_ERROR"), (what, reply)
+                assert reply["error"]["details"]["field"] == field, (what, reply)
+                assert reply["error"]["message"].startswith(f"{field}: "), (what, reply)
+            # Nothing moved: the records are at the revisions they were created at.
+            assert await api.ok("apps", "get", {"id": app_id}) == {
+                **app,
+                "status": 200,
+                "data": {**app["data"], "configurationIds": [config["data"]["id"]]},
+            }
+            assert await api.ok("configs", "get", {"id": config["data"]["id"]}) == {
+                **config,
+                "status": 200,
+            }
+            await api.still_serving()
+
+    async def test_every_verb_refuses_a_body_that_is_not_a_json_object_with_a_400(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            for resource, verb in VERBS:
+                for data in (b"", b"nope", b"[]", b"null", b"7", b"\xff\xfe"):
+                    reply, headers = await api.raw(resource, verb, data)
+                    assert error_of(reply) == (400, "BAD_REQUEST"), (resource, verb, data)
+                    assert headers[ERROR_CODE_HEADER] == "400"
+            too_big = b'{"name": "' + b"a" * (2 * MAX_CONFIG_BYTES) + b'"}'
+            reply, _ = await api.raw("configs", "create", too_big)
+            assert error_of(reply) == (400, "BAD_REQUEST")
+            assert "byte limit" in reply["error"]["message"]
+            await api.still_serving()
+
+
+# -- name rules, as properties -------------------------------------------------------
+
+APPLICATION_RULE = re.compile(r"[a-z][a-z0-9-]{2,63}")
+CONFIGURATION_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+ULID_RULE = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
+#: Letters that look like a rule's, and the characters that would break a KV key.
+ALPHABET = st.sampled_from(
+    [*"abcxyzABCXYZ0189-_", ".", "*", ">", " ", "\t", "\n", "/", "é", "ß", "٣", "İ", "\x00"]
+)
+NAMES = st.one_of(
+    st.text(ALPHABET, max_size=70),
+    st.from_regex(r"[a-z][a-z0-9-]{2,63}", fullmatch=True),
+    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", fullmatch=True),
+)
+
+
+def verdict(model: type[Any], data: dict[str, Any]) -> str | None:
+    """The field a request is refused for (as the server would answer), or None if taken."""
+    try:
+        TypeAdapter(model).validate_json(json.dumps(data))
+    except ValidationError as exc:
+        error = from_validation_error(exc)
+        assert isinstance(error, ServiceError)
+        assert error.status == 422
+        return str(error.details["field"])
+    return None
+
+
+class TestNameRules:
+    """A name is taken exactly when it matches its rule in full, in ASCII; anything
+    taken is one KV key token (no `.`, `*`, `>`, whitespace)."""
+
+    @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+    @given(name=NAMES)
+    def test_application_names(self, name: str) -> None:
+        taken = APPLICATION_RULE.fullmatch(name) is not None
+        assert verdict(CreateApplication, {"name": name}) == (None if taken else "name")
+        assert verdict(GetApplication, {"name": name}) == (None if taken else "name")
+        if taken:
+            assert not set(name) & set(".*> \t\n")
+
+    @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+    @given(name=NAMES)
+    def test_configuration_names(self, name: str) -> None:
+        taken = CONFIGURATION_RULE.fullmatch(name) is not None
+        app_id = "01M83XVDVEFQP5XDGJGBVK8SV6"
+        create = {"applicationId": app_id, "name": name, "config": {}}
+        assert verdict(CreateConfiguration, create) == (None if taken else "name")
+        get = {"applicationId": app_id, "name": name}
+        assert verdict(GetConfiguration, get) == (None if taken else "name")
+        if taken:
+            assert not set(name) & set(".*> \t\n")
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        ident=st.one_of(
+            st.text(st.sampled_from("0123789ABHIJKLOUZaz\n."), min_size=24, max_size=28),
+            st.builds(lambda u: str(u), st.builds(ULID)),
+        )
+    )
+    def test_ids(self, ident: str) -> None:
+        taken = ULID_RULE.fullmatch(ident) is not None
+        assert verdict(GetConfiguration, {"id": ident}) == (None if taken else "id")
+
+
+class TestOutages:
+    """The configuration verbs share the management service's outage handling."""
+
+    async def test_every_verb_is_a_503_while_jetstream_is_unreachable(
+        self, mgmt_settings: InstanceSettings
+    ) -> None:
+        app_id = "01M83XVDVEFQP5XDGJGBVK8SV6"
+        bodies: dict[tuple[str, str], dict[str, Any]] = {
+            ("apps", "create"): {"name": "billing"},
+            ("apps", "get"): {"name": "billing"},
+            ("apps", "list"): {},
+            ("apps", "update"): {"id": app_id, "revision": 1, "comments": "x"},
+            ("apps", "delete"): {"id": app_id},
+            ("configs", "create"): {"applicationId": app_id, "name": "db", "config": {}},
+            ("configs", "get"): {"id": app_id},
+            ("configs", "list"): {},
+            ("configs", "update"): {"id": app_id, "revision": 1, "config": {}},
+            ("configs", "delete"): {"id": app_id},
+            ("configs", "history"): {"id": app_id},
+        }
+        assert sorted(bodies) == sorted(VERBS)
+        with NatsServer(extra_config="jetstream: disabled") as server:
+            settings_ = mgmt_settings.model_copy(
+                update={"nats": ConnectionSettings(url=server.url)}
+            )
+            client = await connect(settings_.nats)
+            try:
+                async with management(client, settings_) as api:
+                    for _ in range(2):  # the second round: still serving, still 503
+                        for (resource, verb), params in bodies.items():
+                            reply = await api.call(resource, verb, params)
+                            assert error_of(reply) == (503, "SERVICE_UNAVAILABLE"), verb
+            finally:
+                await client.close()
+
+    async def test_info_lists_every_configuration_subject(
+        self, nats_client: Client, mgmt_settings: InstanceSettings, namespace: str
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            iid = api.instances[0].instance_id
+            reply = await nats_client.request(f"$SRV.INFO.aegis-mgmt.{iid}", b"", timeout=5)
+        info = micro.ServiceInfo.from_dict(json.loads(reply.data))
+        served = {e.subject: (e.name, e.queue_group) for e in info.endpoints}
+        subjects = Subjects(namespace)
+        for resource, verb in VERBS:
+            assert served[subjects.mgmt(resource, verb)] == (f"{resource}_{verb}", "aegis-mgmt")
+
+
+class TestClient:
+    """ManagementClient's helpers for applications and configurations."""
+
+    async def test_the_typed_helpers_round_trip_and_raise_service_errors(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as api:
+            client = api.client
+            app = await client.create_application("billing", comments="pays")
+            assert (await client.get_application(name="billing")) == app
+            renamed = await client.update_application(
+                app.application.id, app.revision, name="billing-2"
+            )
+            assert renamed.application.name == "billing-2"
+            config = await client.create_configuration(app.application.id, "db", {"pool": 5})
+            by_name = await client.get_configuration(application_id=app.application.id, name="db")
+            assert by_name == config
+            updated = await client.update_configuration(
+                config.configuration.id, config.revision, config={"pool": 6}
+            )
+            history = await client.configuration_history(config.configuration.id)
+            assert [h.revision for h in history] == [updated.revision, config.revision]
+            assert [h.configuration.config for h in history] == [{"pool": 6}, {"pool": 5}]
+            for i in range(3):
+                await client.create_application(f"app-{i}")
+            names = [a.name async for a in client.all_applications(page_size=2)]
+            assert names == ["app-0", "app-1", "app-2", "billing-2"]
+            configs = [c.name async for c in client.all_configurations(app.application.id)]
+            assert configs == ["db"]
+            page = await client.list_configurations(limit=1)
+            assert [c.id for c in page.items] == [config.configuration.id]
+            with pytest.raises(ServiceError) as info:
+                await client.update_configuration(
+                    config.configuration.id, config.revision, comments="late"
+                )
+            assert (info.value.status, info.value.code) == (409, "REVISION_CONFLICT")
+            await client.delete_configuration(config.configuration.id)
+            await client.delete_application(app.application.id, renamed.revision)
+            with pytest.raises(ServiceError) as info:
+                await client.get_application(app.application.id)
+            assert info.value.status == 404
