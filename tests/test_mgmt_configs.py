@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -32,6 +32,7 @@ from aegis_actors import (
     ServiceError,
     start_instance,
 )
+from aegis_actors.buckets import Buckets, configuration_key
 from aegis_actors.configuration.models import MAX_CONFIG_BYTES
 from aegis_actors.configuration.requests import (
     CreateApplication,
@@ -39,10 +40,11 @@ from aegis_actors.configuration.requests import (
     GetApplication,
     GetConfiguration,
 )
-from aegis_actors.configuration.store import HISTORY
+from aegis_actors.configuration.store import HISTORY, ConfigurationStore
 from aegis_actors.connection import connect
 from aegis_actors.mgmt.actor import ManagementService
 from aegis_actors.mgmt.client import ManagementClient
+from aegis_actors.models import format_timestamp, utc_now
 from aegis_actors.server import NatsServer
 from aegis_actors.subjects import Subjects
 from aegis_actors.wire import ERROR_CODE_HEADER, ERROR_HEADER, from_validation_error
@@ -1117,3 +1119,35 @@ class TestClient:
             with pytest.raises(ServiceError) as info:
                 await client.get_application(app.application.id)
             assert info.value.status == 404
+
+
+class TestRepairOnFirstUse:
+    """Leftovers of a crash are repaired once, before the first answer, by whichever
+    instance gets there first: no request of the first burst fails for it."""
+
+    async def test_a_burst_on_two_fresh_instances_over_leftovers_is_answered_in_full(
+        self, nats_client: Client, mgmt_settings: InstanceSettings, namespace: str
+    ) -> None:
+        store = await ConfigurationStore.open(nats_client.jetstream(), Buckets(namespace))
+        long_ago = format_timestamp(utc_now() - timedelta(minutes=5))
+        orphans = [str(ULID()) for _ in range(5)]
+        for orphan in orphans:  # configurations whose application is long gone
+            record = {
+                "id": orphan, "applicationId": NOBODY, "name": "db", "comments": "",
+                "config": {}, "createdAt": long_ago, "updatedAt": long_ago,
+            }  # fmt: skip
+            await store.bucket.put(configuration_key(orphan), json.dumps(record).encode())
+        statuses: list[int] = []
+        async with management(nats_client, mgmt_settings, count=2) as api:
+
+            async def read(i: int) -> None:
+                reply = await api.call("configs", "list", {}, via=i % 2)
+                statuses.append(reply["status"])
+
+            async with anyio.create_task_group() as tg:
+                for i in range(40):
+                    tg.start_soon(read, i)
+            gone = [await api.call("configs", "get", {"id": orphan}) for orphan in orphans]
+        assert statuses == [200] * 40
+        for reply in gone:
+            assert error_of(reply) == (404, "NOT_FOUND")
