@@ -50,9 +50,14 @@ def _small_object(value: dict[str, Any]) -> dict[str, Any]:
 
 def _ulid(value: str) -> str:
     # fullmatch: with match() and `$`, an id ending in "\n" passed and broke the KV subject (500).
-    if not _ULID.fullmatch(value):
+    if not is_ulid(value):
         raise PydanticCustomError("ulid", "must be a ULID (26 characters of Crockford base32)")
     return value
+
+
+def is_ulid(value: str) -> bool:
+    """Whether `value` is an id this service makes (a name never is: names are lowercase)."""
+    return _ULID.fullmatch(value) is not None
 
 
 Ulid = Annotated[str, AfterValidator(_ulid)]
