@@ -752,6 +752,35 @@ class TestRaces:
         assert outcomes.count((409, "REVISION_CONFLICT")) == 19
         assert len(history["data"]["items"]) == 2
 
+    async def test_lists_racing_deletes_are_answered_with_what_is_left(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        statuses: list[int] = []
+        async with management(nats_client, mgmt_settings, count=2) as api:
+            app = await api.app("billing")
+            created = [(await api.config(app["id"], f"c{i:02d}", {}))["data"] for i in range(30)]
+            deleted = anyio.Event()
+
+            async def delete_all() -> None:
+                for i, config in enumerate(created):
+                    reply = await api.call("configs", "delete", {"id": config["id"]}, via=i % 2)
+                    assert reply["status"] == 204
+                deleted.set()
+
+            async def list_until_all_deleted(via: int) -> None:
+                while not deleted.is_set():
+                    params = {"applicationId": app["id"]}
+                    statuses.append((await api.call("configs", "list", params, via=via))["status"])
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(delete_all)
+                for via in (0, 1, 0, 1):
+                    tg.start_soon(list_until_all_deleted, via)
+            after = await api.ok("configs", "list", {"applicationId": app["id"]})
+        assert statuses, "the lists did run"
+        assert set(statuses) == {200}, statuses
+        assert after["data"]["items"] == []
+
 
 # -- bad input -----------------------------------------------------------------------
 

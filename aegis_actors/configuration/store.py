@@ -279,8 +279,11 @@ class ConfigurationStore:
     ) -> Page[Configuration]:
         if application_id is not None:
             await self._application_record(application_id)
-            ids = await self._configuration_ids(application_id)
-            records = [(await self._configuration_record(i))[0] for i in ids]
+            records = []
+            for configuration_id in await self._configuration_ids(application_id):
+                # One deleted since its id was read is not listed (it was a 404 for the list).
+                with contextlib.suppress(ServiceError):
+                    records.append((await self._configuration_record(configuration_id))[0])
         else:
             records = [
                 record
