@@ -781,6 +781,44 @@ class TestRaces:
         assert set(statuses) == {200}, statuses
         assert after["data"]["items"] == []
 
+    async def test_a_delete_without_revision_wins_over_busy_writers(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        """No `revision` means "whatever is there": concurrent updates are no conflict."""
+        async with management(nats_client, mgmt_settings, count=2) as api:
+            app = await api.ok("apps", "create", {"name": "billing"})
+            app_id = app["data"]["id"]
+            config = await api.config(app_id, "db", {"v": 0})
+            config_id = config["data"]["id"]
+            gone = {"configs": anyio.Event(), "apps": anyio.Event()}
+            writes = {"configs": 0, "apps": 0}
+
+            async def write(resource: str, ident: str, via: int) -> None:
+                while not gone[resource].is_set():
+                    current = await api.call(resource, "get", {"id": ident}, via=via)
+                    if not current["ok"]:
+                        return  # deleted
+                    change = {"config": {"v": via}} if resource == "configs" else {"comments": "x"}
+                    body = {"id": ident, "revision": current["revision"], **change}
+                    reply = await api.call(resource, "update", body, via=via)
+                    writes[resource] += reply["ok"]
+
+            async def delete(resource: str, ident: str) -> dict[str, Any]:
+                async with anyio.create_task_group() as tg:
+                    for via in (0, 1, 0, 1):
+                        tg.start_soon(write, resource, ident, via)
+                    # Delete once the writers are under way (at least 3 writes).
+                    while writes[resource] < 3:
+                        await api.call(resource, "get", {"id": ident})
+                    reply = await api.call(resource, "delete", {"id": ident})
+                    gone[resource].set()
+                return reply
+
+            deleted_config = await delete("configs", config_id)
+            deleted_app = await delete("apps", app_id)
+        assert deleted_config["status"] == 204, deleted_config
+        assert deleted_app["status"] == 204, deleted_app
+
 
 # -- bad input -----------------------------------------------------------------------
 

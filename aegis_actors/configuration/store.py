@@ -62,6 +62,8 @@ from aegis_actors.wire import ErrorCode, ServiceError
 HISTORY: Final = 10
 #: An index entry younger than this may belong to a create still in flight.
 DEFAULT_GRACE: Final = 10.0
+#: A delete without `revision` reads again after a concurrent write, this many times.
+DELETE_ATTEMPTS: Final = 5
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -419,18 +421,21 @@ class ConfigurationStore:
         return self._application(updated, ids), new_revision
 
     async def delete_application(self, application_id: str, revision: int | None) -> None:
-        record, current = await self._application_record(application_id)
-        if revision is not None:
-            _check_revision(revision, current, application_id)
-        # The revision-checked mark is the one point where a stale delete fails.
-        marked = record.model_copy(update={"deleting": True, "updated_at": self.now()})
-        try:
-            await self.bucket.update(
-                application_key(application_id), _dump(marked), revision=current
-            )
-        except RevisionConflictError:
-            raise _conflict(application_id) from None
-        await self._finish_delete(marked)
+        for _ in range(DELETE_ATTEMPTS):
+            record, current = await self._application_record(application_id)
+            if revision is not None:
+                _check_revision(revision, current, application_id)
+            # The revision-checked mark is the one point where a stale delete fails.
+            marked = record.model_copy(update={"deleting": True, "updated_at": self.now()})
+            try:
+                await self.bucket.update(
+                    application_key(application_id), _dump(marked), revision=current
+                )
+            except RevisionConflictError:
+                continue  # changed meanwhile: read again (404, 409 at a given revision, or retry)
+            await self._finish_delete(marked)
+            return
+        raise _conflict(application_id)
 
     async def _finish_delete(self, record: _ApplicationRecord) -> None:
         for entry in await self.bucket.entries(configuration_names(record.id)):
@@ -530,16 +535,21 @@ class ConfigurationStore:
         return Configuration.model_validate(updated.model_dump()), new_revision
 
     async def delete_configuration(self, configuration_id: str, revision: int | None) -> None:
-        record, current = await self._configuration_record(configuration_id)
-        if revision is not None:
-            _check_revision(revision, current, configuration_id)
-        try:
-            await self.bucket.delete(configuration_key(configuration_id), revision=current)
-        except RevisionConflictError:
-            raise _conflict(configuration_id) from None
-        await self._release(
-            configuration_name_key(record.application_id, record.name), configuration_id
-        )
+        for _ in range(DELETE_ATTEMPTS):
+            record, current = await self._configuration_record(configuration_id)
+            if revision is not None:
+                _check_revision(revision, current, configuration_id)
+            try:
+                # Revision-checked even without `revision`: a delete racing
+                # another delete is a 404 when it reads again, not a second 204.
+                await self.bucket.delete(configuration_key(configuration_id), revision=current)
+            except RevisionConflictError:
+                continue  # changed meanwhile: read again (404, 409 at a given revision, or retry)
+            await self._release(
+                configuration_name_key(record.application_id, record.name), configuration_id
+            )
+            return
+        raise _conflict(configuration_id)
 
     # -- repair ----------------------------------------------------------------------
 
