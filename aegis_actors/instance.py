@@ -295,8 +295,10 @@ async def start_instance(
 ) -> RunningInstance:
     """Start one instance of `service_cls` as a top-level actor; ready when it returns.
 
-    Ready means connected, subscribed and (unless turned off) registered.
-    Stop it with `await system.stop(running.ref)`.
+    Ready means connected and subscribed, and (unless turned off) registered,
+    or, when the registry could not be written, retrying that in the
+    background (the instance serves meanwhile; it is just not discoverable
+    yet). Stop it with `await system.stop(running.ref)`.
     """
     plan = plan_instance(service_cls, settings, instance_id=instance_id)
     spec = instance_spec(plan)
