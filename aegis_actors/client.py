@@ -25,9 +25,8 @@ from typing import Any
 
 from nats.aio.client import Client as NatsClient
 
-from aegis_actors.actor import Actor
 from aegis_actors.buckets import Buckets
-from aegis_actors.connection import ConnectionActor, ConnectionSettings
+from aegis_actors.connection import ConnectionSettings, connection_child
 from aegis_actors.context import DEFAULT_KV_TIMEOUT
 from aegis_actors.discovery.caller import Caller, CallStatistics
 from aegis_actors.discovery.settings import DiscoveryMode, DiscoverySettings
@@ -37,7 +36,7 @@ from aegis_actors.errors import ActorStartError, ConfigError, NatsUnavailableErr
 from aegis_actors.ref import ActorRef
 from aegis_actors.registry.models import ServiceInstance
 from aegis_actors.subjects import Subjects, check_namespace, check_service_name
-from aegis_actors.supervisor import AutoShutdown, ChildSpec, Restart, Supervisor
+from aegis_actors.supervisor import AutoShutdown, Supervisor
 from aegis_actors.system import ActorSystem
 
 
@@ -132,21 +131,9 @@ class Client:
         wiring = discovery_wiring(self.discovery, ctx)
         settings = self.nats_settings
 
-        def connection() -> Actor:
-            actor = ConnectionActor(
-                settings, on_connected=lambda client: ctx.connected(client, actor.actor_ref)
-            )
-            return actor
-
         def tree() -> Supervisor:
             children = [
-                ChildSpec(
-                    "connection",
-                    connection,
-                    restart=Restart.TEMPORARY,
-                    significant=True,
-                    shutdown=settings.drain_timeout + 1.0,
-                ),
+                connection_child(settings, ctx.connected),
                 *wiring.children,
             ]
             return Supervisor(children, auto_shutdown=AutoShutdown.ANY_SIGNIFICANT)

@@ -27,6 +27,7 @@ from aegis_actors.actor import Actor
 from aegis_actors.backoff import Backoff
 from aegis_actors.errors import NatsUnavailableError
 from aegis_actors.ref import ActorRef
+from aegis_actors.supervisor import ChildSpec, Restart
 
 log = structlog.get_logger("aegis_actors.connection")
 
@@ -282,7 +283,7 @@ class ConnectionActor(Actor):
         self,
         settings: ConnectionSettings,
         *,
-        on_connected: Callable[[Client], None] | None = None,
+        on_connected: Callable[[Client, ActorRef], None] | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -317,7 +318,7 @@ class ConnectionActor(Actor):
             on_closed=on_closed,
         )
         if self._on_connected is not None:
-            self._on_connected(self._client)
+            self._on_connected(self._client, self.actor_ref)
 
     def _notify(self, *, connected: bool) -> None:
         # System lane: a change must never wait behind a watcher's backlog.
@@ -354,3 +355,21 @@ class ConnectionActor(Actor):
             log.warning("drain failed", error=repr(exc))
         if not client.is_closed:
             await client.close()
+
+
+def connection_child(
+    settings: ConnectionSettings, on_connected: Callable[[Client, ActorRef], None]
+) -> ChildSpec:
+    """The `connection` child of a tree whose actors all use one client.
+
+    Temporary and significant: with `auto_shutdown=any_significant` its loss
+    stops the whole tree, which its parent rebuilds on a new connection,
+    rather than leaving siblings on a dead client.
+    """
+    return ChildSpec(
+        "connection",
+        lambda: ConnectionActor(settings, on_connected=on_connected),
+        restart=Restart.TEMPORARY,
+        significant=True,
+        shutdown=settings.drain_timeout + 1.0,
+    )

@@ -34,7 +34,7 @@ from aegis_actors.buckets import Buckets
 from aegis_actors.configuration.binding import ConfigBinding, ConfigBindingSettings
 from aegis_actors.configuration.live import WATCHED_KEYS, ConfigActor
 from aegis_actors.configuration.store import config_bucket_spec
-from aegis_actors.connection import ConnectionActor, ConnectionSettings
+from aegis_actors.connection import ConnectionSettings, connection_child
 from aegis_actors.context import DEFAULT_KV_TIMEOUT, InstanceContext
 from aegis_actors.discovery.settings import DiscoverySettings
 from aegis_actors.discovery.tree import discovery_wiring
@@ -43,7 +43,7 @@ from aegis_actors.registry.heartbeat import HeartbeatActor, HeartbeatSettings
 from aegis_actors.registry.models import new_instance_id
 from aegis_actors.service import ServiceActor
 from aegis_actors.subjects import Subjects, check_namespace
-from aegis_actors.supervisor import AutoShutdown, ChildSpec, Restart, Supervisor
+from aegis_actors.supervisor import AutoShutdown, ChildSpec, Supervisor
 from aegis_actors.system import ActorSystem
 from aegis_actors.watch import KVWatchActor, WatchTopic
 
@@ -247,22 +247,10 @@ def instance_tree(plan: InstancePlan) -> Callable[[], Supervisor]:
         nats = settings.nats.model_copy(update={"name": settings.nats.name or plan.instance_id})
         drain = plan.service_cls.drain_timeout
 
-        def connection() -> Actor:
-            actor = ConnectionActor(
-                nats, on_connected=lambda client: ctx.connected(client, actor.actor_ref)
-            )
-            return actor
-
         discovery = discovery_wiring(settings.discovery, ctx, enabled=settings.registration)
         ctx.caller = discovery.caller
         children = [
-            ChildSpec(
-                "connection",
-                connection,
-                restart=Restart.TEMPORARY,
-                significant=True,
-                shutdown=nats.drain_timeout + 1.0,
-            ),
+            connection_child(nats, ctx.connected),
             *discovery.children,
             *_configuration_children(plan, ctx),
             ChildSpec("service", _make_service(plan, ctx), shutdown=drain + 1.0),
@@ -307,8 +295,10 @@ async def start_instance(
 ) -> RunningInstance:
     """Start one instance of `service_cls` as a top-level actor; ready when it returns.
 
-    Ready means connected, subscribed and (unless turned off) registered.
-    Stop it with `await system.stop(running.ref)`.
+    Ready means connected and subscribed, and (unless turned off) registered,
+    or, when the registry could not be written, retrying that in the
+    background (the instance serves meanwhile; it is just not discoverable
+    yet). Stop it with `await system.stop(running.ref)`.
     """
     plan = plan_instance(service_cls, settings, instance_id=instance_id)
     spec = instance_spec(plan)

@@ -79,11 +79,13 @@ class TestStrategies:
 
     def test_sticky_moves_when_its_instance_is_gone_or_failed_and_stays_moved(self) -> None:
         sticky = Sticky()
-        first = sticky.pick(IDS, None)  # any: the turn starts at a random instance
+        first = sticky.pick(IDS, None)
+        assert first in IDS
+        assert sticky.pick(IDS, None) == first
         others = tuple(i for i in IDS if i != first)
-        moved = sticky.pick(others, None)  # `first` left the view
+        moved = sticky.pick(others, None)  # the first left the view
         assert moved in others
-        assert sticky.pick(IDS, None) == moved  # `first` coming back does not move it back
+        assert sticky.pick(IDS, None) == moved  # the first coming back does not move it back
         again = sticky.pick(IDS, {moved})  # the new one failed in this call
         assert again not in (None, moved)
         assert sticky.pick(IDS, None) == again

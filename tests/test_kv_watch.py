@@ -228,7 +228,8 @@ class TestResync:
         clients: list[Client] = []
         async with ActorSystem() as system:
             connection = await system.spawn(
-                lambda: ConnectionActor(settings, on_connected=clients.append), name="conn"
+                lambda: ConnectionActor(settings, on_connected=lambda c, _: clients.append(c)),
+                name="conn",
             )
             async with watching(clients[0], spec, connection=connection, system=system) as w:
                 await anyio.to_thread.run_sync(server.kill)

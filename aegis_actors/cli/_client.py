@@ -64,18 +64,22 @@ def client_options() -> argparse.ArgumentParser:
     return options
 
 
+def connection_settings(args: argparse.Namespace) -> ConnectionSettings:
+    """Where `--url` points (comma-separated for a cluster), tried for `--timeout`."""
+    urls = [url.strip() for url in args.url.split(",") if url.strip()]
+    return ConnectionSettings(
+        url=urls if len(urls) > 1 else args.url,
+        initial_connect_timeout=args.timeout,
+        connect_timeout=min(args.timeout, 2.0),
+    )
+
+
 def execute(args: argparse.Namespace, action: Action) -> int:
     """Connect, run `action`, report a failure; return the exit code."""
 
     async def main() -> int:
-        urls = [url.strip() for url in args.url.split(",") if url.strip()]
-        settings = ConnectionSettings(
-            url=urls if len(urls) > 1 else args.url,
-            initial_connect_timeout=args.timeout,
-            connect_timeout=min(args.timeout, 2.0),
-        )
         try:
-            client = await connect(settings)
+            client = await connect(connection_settings(args))
         except NatsUnavailableError as exc:
             print(f"aegis: {exc}", file=sys.stderr)
             return EXIT_NO_NATS

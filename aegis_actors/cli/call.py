@@ -8,9 +8,15 @@ from typing import Any
 
 from pydantic_core import from_json, to_json
 
-from aegis_actors.cli._client import client_options, print_json, report_error
+from aegis_actors.cli._client import (
+    EXIT_FAILED,
+    EXIT_NO_NATS,
+    client_options,
+    connection_settings,
+    print_json,
+    report_error,
+)
 from aegis_actors.client import Client
-from aegis_actors.connection import ConnectionSettings
 from aegis_actors.errors import AegisError, NatsUnavailableError
 from aegis_actors.eventloop import run
 from aegis_actors.wire import ServiceError
@@ -43,27 +49,21 @@ def main(args: argparse.Namespace) -> int:
             return 2
 
     async def call() -> int:
-        urls = [u.strip() for u in args.url.split(",") if u.strip()]
-        nats = ConnectionSettings(
-            url=urls if len(urls) > 1 else args.url,
-            initial_connect_timeout=args.timeout,
-            connect_timeout=min(args.timeout, 2.0),
-        )
         try:
-            async with Client(nats=nats, namespace=args.namespace) as client:
+            async with Client(nats=connection_settings(args), namespace=args.namespace) as client:
                 data = await client.call(
                     args.service, args.method, params,
                     timeout=args.timeout, idempotent=args.idempotent,
                 )  # fmt: skip
         except ServiceError as exc:
             report_error(args, exc)
-            return 1
+            return EXIT_FAILED
         except NatsUnavailableError as exc:
             print(f"aegis: {exc}", file=sys.stderr)
-            return 3
+            return EXIT_NO_NATS
         except AegisError as exc:
             print(f"aegis: {exc}", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
         if args.json:
             print_json({"ok": True, "data": data})
         else:

@@ -10,8 +10,8 @@ import anyio
 from pydantic_core import to_json
 from rich.live import Live
 
-from aegis_actors.cli._client import client_options, console
-from aegis_actors.connection import ConnectionSettings, connect
+from aegis_actors.cli._client import EXIT_NO_NATS, client_options, connection_settings, console
+from aegis_actors.connection import connect
 from aegis_actors.errors import NatsUnavailableError
 from aegis_actors.eventloop import run
 from aegis_actors.top import FleetSampler, render
@@ -34,17 +34,11 @@ def register(commands: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     async def top() -> int:
-        urls = [u.strip() for u in args.url.split(",") if u.strip()]
-        settings = ConnectionSettings(
-            url=urls if len(urls) > 1 else args.url,
-            initial_connect_timeout=args.timeout,
-            connect_timeout=min(args.timeout, 2.0),
-        )
         try:
-            client = await connect(settings)
+            client = await connect(connection_settings(args))
         except NatsUnavailableError as exc:
             print(f"aegis: {exc}", file=sys.stderr)
-            return 3
+            return EXIT_NO_NATS
         sampler = FleetSampler(client, args.namespace)
         try:
             if args.once or args.json:
