@@ -33,6 +33,7 @@ from aegis_actors import (
     start_instance,
 )
 from aegis_actors.buckets import Buckets, leadership_key
+from aegis_actors.connection import barrier
 from aegis_actors.discovery.cache import _replaced_leaders
 from aegis_actors.discovery.snapshot import DiscoveryCache
 from aegis_actors.kv import KVBucket
@@ -178,11 +179,11 @@ def impostor() -> bytes:
 
 
 async def send(client: NatsClient, subject: str) -> Subscription:
-    """Publish a request and flush: the server has it. The reply comes on the subscription."""
+    """Publish a request; the server has it on return. The reply comes on the subscription."""
     inbox = client.new_inbox()
     replies = await client.subscribe(inbox, max_msgs=1)
     await client.publish(subject, b"null", reply=inbox)
-    await client.flush()
+    await barrier(client)
     return replies
 
 
@@ -274,11 +275,27 @@ class TestOneActive:
             finally:
                 await requester.close()
 
-            # After a handover the calls follow the new active instance.
+            # After a handover the calls follow the new ACTIVE instance.
             await system.stop(runs[active].ref)
             successor = await wait_active(journal, set(runs) - {active})
             await the_cache(client).wait_for(lambda s: callable_ids(s) == (successor,), timeout=10)
             assert [await client.call(SERVICE, "whoami") for _ in range(5)] == [successor] * 5
+            assert await client.call(SERVICE, "whoami", discovery=False) == successor
+
+    async def test_without_registration_the_queue_group_has_the_active_instance_alone(
+        self, instance_settings: InstanceSettings, namespace: str
+    ) -> None:
+        journal = Journal()
+        settings = sticky(instance_settings, journal).model_copy(update={"registration": False})
+        async with (
+            fleet(settings, 2) as (system, runs),
+            Client(url=instance_settings.nats.url, namespace=namespace) as client,
+        ):
+            active = await wait_active(journal, set(runs))
+            calls = [await client.call(SERVICE, "whoami", discovery=False) for _ in range(6)]
+            assert calls == [active] * 6
+            await system.stop(runs[active].ref)
+            successor = await wait_active(journal, set(runs) - {active})
             assert await client.call(SERVICE, "whoami", discovery=False) == successor
 
 
@@ -291,14 +308,27 @@ class TestHandover:
         journal = Journal()
         ttl = 30  # the handover below must not be the key expiring
         settings = sticky(instance_settings, journal, ttl=ttl, interval=3.0, margin=1.0)
+        # Nor the registry record waiting for a periodic beat.
+        beat = HeartbeatSettings(ttl=30, interval=10.0)
+        settings = settings.model_copy(update={"heartbeat": beat})
         bucket = await registry(nats_client, namespace)
         with watch_logs() as logs:
-            async with fleet(settings, 3) as (system, runs):
+            async with (
+                fleet(settings, 3) as (system, runs),
+                Client(url=instance_settings.nats.url, namespace=namespace) as client,
+            ):
                 first = await wait_active(journal, set(runs))
+                await the_cache(client).wait_for(
+                    lambda s: callable_ids(s) == (first,), timeout=beat.interval / 3
+                )
                 _, first_revision = await holder(bucket)
                 await system.stop(runs[first].ref)
-                # A third of the TTL: only the release can explain a takeover.
+                # A third of the TTL (and of the beat): only the release, and the
+                # record written on the change, can explain it.
                 second = await wait_active(journal, set(runs) - {first}, timeout=ttl / 3)
+                await the_cache(client).wait_for(
+                    lambda s: callable_ids(s) == (second,), timeout=beat.interval / 3
+                )
                 successor, revision = await holder(bucket)
         assert successor == second
         assert told(journal)[second] == (True, revision)

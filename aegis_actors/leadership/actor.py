@@ -338,7 +338,7 @@ class LeadershipActor(Actor):
         if time.monotonic() >= lease.valid_until:
             await self._lapse()
         else:
-            self._schedule_expiry()  # renewed meanwhile (the timer was for an older lease)
+            self._schedule_expiry()  # the timer fired a hair early (clock resolution)
 
     async def _lapse(self) -> None:
         lease = self._lease

@@ -159,7 +159,7 @@ class HeartbeatActor(Actor):
         healthy = await self._ask_health()
         if self._degraded and self._failures == 0:
             self._degraded = False  # the previous write told the registry; now recover
-        status = self._leadership_status(InstanceStatus.ACTIVE)
+        status = self._leadership_status()
         if self._degraded or not healthy:
             status = InstanceStatus.UNHEALTHY
         if status is not self.instance.status:
@@ -167,11 +167,11 @@ class HeartbeatActor(Actor):
             self.instance.status = status
         return status
 
-    def _leadership_status(self, status: InstanceStatus) -> InstanceStatus:
-        """STANDBY unless the instance leads its sticky-active group and its service serves."""
+    def _leadership_status(self) -> InstanceStatus:
+        """STANDBY in a sticky-active group, unless the instance leads it and its service serves."""
         leadership = self.instance.leadership
         if leadership is None or (leadership.active and self.instance.serving):
-            return status
+            return InstanceStatus.ACTIVE
         return InstanceStatus.STANDBY
 
     async def _ask_health(self) -> bool:
