@@ -49,7 +49,12 @@ from aegis_actors.actor import Actor
 from aegis_actors.backoff import Backoff
 from aegis_actors.buckets import leadership_key
 from aegis_actors.context import InstanceContext
-from aegis_actors.errors import KeyExistsError, RevisionConflictError, StoreUnavailableError
+from aegis_actors.errors import (
+    BucketNotFoundError,
+    KeyExistsError,
+    RevisionConflictError,
+    StoreUnavailableError,
+)
 from aegis_actors.kv import Entry, KVBucket
 from aegis_actors.leadership.models import (
     Leadership,
@@ -241,8 +246,8 @@ class LeadershipActor(Actor):
                     )
                 except RevisionConflictError:
                     return
-        except StoreUnavailableError as exc:
-            self._bucket = None  # a deleted bucket looks unreachable: open it again
+        except (StoreUnavailableError, BucketNotFoundError) as exc:
+            self._bucket = None  # deleted, maybe: open (and so create) it again
             self._failures += 1
             delay = self._backoff.delay(self._failures - 1)
             self.actor_log.warning(
@@ -294,6 +299,8 @@ class LeadershipActor(Actor):
                     )
                 except RevisionConflictError:
                     current = await bucket.get(self.key)
+        except BucketNotFoundError:
+            current = None  # the bucket was deleted, and our key with it
         except (StoreUnavailableError, TimeoutError) as exc:
             self._failures += 1
             left = lease.valid_until - time.monotonic()
