@@ -32,6 +32,11 @@ class HealthQuery:
     """Ask a service actor (with `ask_priority`) whether it is healthy; answers a bool."""
 
 
+@dataclass(frozen=True, slots=True)
+class BeatNow:
+    """Tell the heartbeat actor to write the record now: the status has changed."""
+
+
 @dataclass(eq=False)
 class InstanceContext:
     """What the actors of one service instance share (one per instance-tree incarnation)."""

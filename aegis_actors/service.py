@@ -51,6 +51,7 @@ from aegis_actors.actor import Actor, serve_until
 from aegis_actors.configuration.binding import ConfigBinding, ConfigChanged
 from aegis_actors.connection import barrier
 from aegis_actors.context import (
+    BeatNow,
     HealthQuery,
     InstanceContext,
     RequestContext,
@@ -60,7 +61,6 @@ from aegis_actors.context import (
 from aegis_actors.endpoints import Endpoints, EventHandler, RpcEndpoint, collect, unknown_method
 from aegis_actors.leadership.models import Leadership, LeadershipChanged
 from aegis_actors.micro import EndpointStats, MicroResponder
-from aegis_actors.registry.heartbeat import BeatNow
 from aegis_actors.subjects import (
     check_event_subject,
     check_service_name,

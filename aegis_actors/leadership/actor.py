@@ -48,7 +48,7 @@ from pydantic import ValidationError
 from aegis_actors.actor import Actor
 from aegis_actors.backoff import Backoff
 from aegis_actors.buckets import leadership_key
-from aegis_actors.context import InstanceContext
+from aegis_actors.context import BeatNow, InstanceContext
 from aegis_actors.errors import (
     BucketNotFoundError,
     KeyExistsError,
@@ -63,7 +63,6 @@ from aegis_actors.leadership.models import (
     LeadershipSettings,
 )
 from aegis_actors.models import utc_now
-from aegis_actors.registry.heartbeat import BeatNow
 from aegis_actors.registry.store import registry_bucket_spec
 from aegis_actors.watch import KeyChanged, KeyRemoved, WatchState, WatchSynced, WatchTopic
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from aegis_actors.actor import Actor
 from aegis_actors.backoff import Backoff
 from aegis_actors.buckets import instance_key
-from aegis_actors.context import HealthQuery, InstanceContext
+from aegis_actors.context import BeatNow, HealthQuery, InstanceContext
 from aegis_actors.errors import (
     AegisError,
     KeyExistsError,
@@ -74,11 +74,6 @@ class HeartbeatSettings(BaseModel):
 @dataclass(frozen=True, slots=True)
 class _Beat:
     token: object
-
-
-@dataclass(frozen=True, slots=True)
-class BeatNow:
-    """Tell the heartbeat actor to write the record now: the status has changed."""
 
 
 @dataclass(frozen=True, slots=True)
