@@ -332,10 +332,12 @@ class TestHandover:
                 await the_cache(client).wait_for(
                     lambda s: callable_ids(s) == (second,), timeout=beat.interval / 3
                 )
-                successor, revision = await holder(bucket)
+                successor, current = await holder(bucket)
         assert successor == second
-        assert told(journal)[second] == (True, revision)
-        assert revision > first_revision
+        active, taken = told(journal)[second]
+        assert active
+        assert taken is not None
+        assert first_revision < taken <= current  # (renewals raise `current` past the take)
         assert took_over(logs, second) == "key deleted"
 
     async def test_a_standby_takes_over_within_the_ttl_plus_one_heartbeat_after_a_sigkill(
@@ -436,8 +438,11 @@ class TestFencing:
                     for _, _, _, active, revision in journal.of("leadership")
                 )
             )
-            new_holder, new_revision = await holder(bucket)
-            assert told(journal)[new_holder] == (True, new_revision)
+            new_holder, current = await holder(bucket)
+            active, taken = told(journal)[new_holder]
+            assert active
+            assert taken is not None
+            assert taken <= current
         # Every take was at its own revision: never two ACTIVE at one revision.
         taken = [rev for _, _, _, active, rev in journal.of("leadership") if active]
         assert len(taken) == len(set(taken))
@@ -540,6 +545,29 @@ class TestFencing:
             # The key lives at least `ttl` after its last write was stored: the
             # leader was STANDBY before anyone else could have taken it over.
             assert stepped_down < last_write + ttl
+
+
+class TestRecovery:
+    """Leadership survives the loss of its bucket."""
+
+    async def test_a_leader_whose_registry_bucket_is_deleted_steps_down_and_takes_the_new_one(
+        self, instance_settings: InstanceSettings, nats_client: NatsClient, namespace: str
+    ) -> None:
+        journal = Journal()
+        async with fleet(sticky(instance_settings, journal), 1) as (_, runs):
+            (leader,) = runs
+            await wait_active(journal, {leader})
+            await nats_client.jetstream().delete_key_value(Buckets(namespace).registry)
+            # Its key went with the bucket: it steps down, then takes the key
+            # in the bucket made again (by whichever instance actor gets there first).
+            await journal.wait_for(lambda _: told(journal)[leader] == (False, None))
+            await journal.wait_for(lambda _: told(journal)[leader][0], timeout=10)
+            bucket = await registry(nats_client, namespace)
+            holder_id, current = await holder(bucket)
+            taken = told(journal)[leader][1]
+            assert holder_id == leader
+            assert taken is not None
+            assert taken <= current
 
 
 @asynccontextmanager
