@@ -29,6 +29,8 @@ from aegis_actors.errors import (
     StoreUnavailableError,
 )
 from aegis_actors.instance import InstanceSettings, RunningInstance, start_instance
+from aegis_actors.leadership.actor import LeadershipActor
+from aegis_actors.leadership.models import Leadership, LeadershipSettings
 from aegis_actors.mgmt.actor import ManagementService
 from aegis_actors.mgmt.client import ManagementClient
 from aegis_actors.mgmt.models import ServiceDefinition
@@ -96,6 +98,9 @@ __all__ = [
     "KeyChanged",
     "KeyExistsError",
     "KeyRemoved",
+    "Leadership",
+    "LeadershipActor",
+    "LeadershipSettings",
     "MailboxFullError",
     "ManagementClient",
     "ManagementService",

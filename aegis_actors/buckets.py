@@ -3,6 +3,7 @@
 | bucket | keys | what |
 | --- | --- | --- |
 | `service-registry` | `service-instances.{serviceName}.{instanceId}` | live instances |
+| `service-registry` | `service-leadership.{serviceName}.{group}` | the ACTIVE one of a group |
 | `service-definitions` | `{serviceName}` | service definitions, never expire |
 | `aegis-config` | `apps.{id}`, `app-names.{name}` | applications and their name index |
 | `aegis-config` | `configs.{id}`, `config-names.{appId}.{name}` | configurations, name index |
@@ -18,6 +19,7 @@ from typing import Final
 from aegis_actors.subjects import check_namespace
 
 INSTANCE_KEY_PREFIX: Final = "service-instances"
+LEADERSHIP_KEY_PREFIX: Final = "service-leadership"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,11 @@ def parse_instance_key(key: str) -> tuple[str, str] | None:
     if len(parts) != 3 or parts[0] != INSTANCE_KEY_PREFIX:
         return None
     return parts[1], parts[2]
+
+
+def leadership_key(service: str, group: str) -> str:
+    """The key whose holder is the ACTIVE instance of `group` (a sticky-active group)."""
+    return f"{LEADERSHIP_KEY_PREFIX}.{service}.{group}"
 
 
 # -- aegis-config: applications and configurations ---------------------------

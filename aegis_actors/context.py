@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 
 from aegis_actors.buckets import Buckets
 from aegis_actors.errors import NatsUnavailableError
+from aegis_actors.leadership.models import Leadership
 from aegis_actors.ref import ActorRef
 from aegis_actors.registry.models import InstanceStatus
 from aegis_actors.subjects import Subjects
@@ -31,6 +32,11 @@ class HealthQuery:
     """Ask a service actor (with `ask_priority`) whether it is healthy; answers a bool."""
 
 
+@dataclass(frozen=True, slots=True)
+class BeatNow:
+    """Tell the heartbeat actor to write the record now: the status has changed."""
+
+
 @dataclass(eq=False)
 class InstanceContext:
     """What the actors of one service instance share (one per instance-tree incarnation)."""
@@ -44,9 +50,16 @@ class InstanceContext:
     """The service's own settings, validated against its `Settings` model if it has one."""
     metadata: dict[str, Any] = field(default_factory=dict)
     sticky_active_group: str | None = None
+    """The service's sticky-active group: one instance of it is ACTIVE, the others STANDBY."""
     kv_timeout: float = DEFAULT_KV_TIMEOUT
     status: InstanceStatus = InstanceStatus.ACTIVE
     """What the heartbeat last decided (and wrote, if registration is on)."""
+    leadership: Leadership | None = None
+    """The instance's standing in its sticky-active group, kept by the `LeadershipActor`
+    (None outside a group)."""
+    serving: bool = True
+    """The service takes requests: False for a standby of a sticky-active group, until
+    its service has subscribed to its request subjects as the ACTIVE instance."""
     configuration: Any = None
     """The bound configuration's value (kept current by the `ConfigActor`)."""
     configuration_revision: int = 0
@@ -56,6 +69,8 @@ class InstanceContext:
     """The service actor, once it serves."""
     connection_actor: ActorRef | None = None
     """The connection actor, once connected (siblings ask it for `ConnectionChanged`)."""
+    heartbeat: ActorRef | None = None
+    """The heartbeat actor while it runs (told `BeatNow` when the status changes)."""
     caller: Caller | None = None
     """Makes the instance's `call()`s (set by the instance tree)."""
     _js: JetStreamContext | None = None

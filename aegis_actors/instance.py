@@ -7,13 +7,16 @@
 ├── discovery    DiscoveryCacheActor  the instance cache `call()` reads (unless discovery is off)
 ├── config-watch KVWatchActor      watches configurations (if the service follows one)
 ├── config       ConfigActor       validates its changes and tells the service
+├── leadership-watch KVWatchActor  watches the group's leadership key (sticky-active only)
+├── leadership   LeadershipActor   keeps the instance ACTIVE or STANDBY in its group
 ├── service      the user's ServiceActor
 └── heartbeat    HeartbeatActor    (unless registration is off)
 ```
 
 Children start in this order and stop in reverse, which gives the graceful
 stop the SPEC asks for: the heartbeat deletes the registry key first, then
-the service stops taking calls and drains, then the connection drains.
+the service stops taking calls and drains, then (in a sticky-active group)
+the leadership key is released for a standby, then the connection drains.
 The tree is one-for-one, so a crashed heartbeat restarts alone, unnoticed by
 the service; but every actor here shares the connection, so the connection
 is a significant child: if it dies, the whole instance restarts with a new
@@ -38,11 +41,13 @@ from aegis_actors.connection import ConnectionSettings, connection_child
 from aegis_actors.context import DEFAULT_KV_TIMEOUT, InstanceContext
 from aegis_actors.discovery.settings import DiscoverySettings
 from aegis_actors.discovery.tree import discovery_wiring
+from aegis_actors.leadership.models import LeadershipSettings
+from aegis_actors.leadership.tree import leadership_children
 from aegis_actors.ref import ActorRef
 from aegis_actors.registry.heartbeat import HeartbeatActor, HeartbeatSettings
 from aegis_actors.registry.models import new_instance_id
 from aegis_actors.service import ServiceActor
-from aegis_actors.subjects import Subjects, check_namespace
+from aegis_actors.subjects import Subjects, check_namespace, check_sticky_active_group
 from aegis_actors.supervisor import AutoShutdown, ChildSpec, Supervisor
 from aegis_actors.system import ActorSystem
 from aegis_actors.watch import KVWatchActor, WatchTopic
@@ -70,6 +75,16 @@ class ServiceOptions(BaseModel):
         default_factory=DiscoverySettings,
         description="How this instance finds and calls other services.",
     )
+    sticky_active_group: str | None = Field(
+        None,
+        description="Sticky-active group of the instances (overrides the class's "
+        "`sticky_active_group`): one of them is ACTIVE and takes the calls, the others "
+        "are STANDBY.",
+    )
+    leadership: LeadershipSettings = Field(
+        default_factory=LeadershipSettings,
+        description="Leadership key TTL and renewals (sticky-active groups only).",
+    )
     configuration: ConfigBindingSettings | None = Field(
         None,
         description="The configuration the service follows live (overrides the class's "
@@ -88,6 +103,11 @@ class ServiceOptions(BaseModel):
         3, ge=0, description="Restarts allowed within `within_seconds` in one instance tree."
     )
     within_seconds: float = Field(5.0, gt=0, description="Window of `max_restarts`.")
+
+    @field_validator("sticky_active_group")
+    @classmethod
+    def _group(cls, value: str | None) -> str | None:
+        return None if value is None else check_sticky_active_group(value)
 
 
 class InstanceSettings(ServiceOptions):
@@ -134,6 +154,11 @@ class InstancePlan:
         model = declared.model if declared is not None else None
         return ConfigBinding(names.application, names.name, model)
 
+    @property
+    def sticky_active_group(self) -> str | None:
+        """The settings' group, else the class's (None: not a sticky-active service)."""
+        return self.settings.sticky_active_group or self.service_cls.sticky_active_group
+
     def context(self) -> InstanceContext:
         s = self.settings
         return InstanceContext(
@@ -144,6 +169,7 @@ class InstancePlan:
             buckets=Buckets(s.namespace),
             settings=self.service_settings,
             metadata=dict(s.metadata),
+            sticky_active_group=self.sticky_active_group,
             kv_timeout=s.kv_timeout,
         )
 
@@ -253,6 +279,9 @@ def instance_tree(plan: InstancePlan) -> Callable[[], Supervisor]:
             connection_child(nats, ctx.connected),
             *discovery.children,
             *_configuration_children(plan, ctx),
+            *leadership_children(
+                ctx, settings.leadership, watch_heartbeat=settings.discovery.watch_heartbeat
+            ),
             ChildSpec("service", _make_service(plan, ctx), shutdown=drain + 1.0),
         ]
         if settings.registration:
@@ -272,8 +301,10 @@ def instance_spec(plan: InstancePlan) -> ChildSpec:
     """The child spec that runs `plan` under a supervisor (id = the instance id)."""
     s = plan.settings
     # The children stop one after another: the service drains, the heartbeat
-    # deregisters, the discovery actors delete their watch, the connection drains.
-    shutdown = plan.service_cls.drain_timeout + 3 * s.kv_timeout + s.nats.drain_timeout + 7.0
+    # deregisters, the leadership is released and its watch deleted, the
+    # discovery actors delete their watch, the connection drains.
+    kv_steps = 5 if plan.sticky_active_group is not None else 3
+    shutdown = plan.service_cls.drain_timeout + kv_steps * s.kv_timeout + s.nats.drain_timeout + 7.0
     return ChildSpec(plan.instance_id, instance_tree(plan), shutdown=shutdown)
 
 

@@ -51,6 +51,7 @@ from aegis_actors.actor import Actor, serve_until
 from aegis_actors.configuration.binding import ConfigBinding, ConfigChanged
 from aegis_actors.connection import barrier
 from aegis_actors.context import (
+    BeatNow,
     HealthQuery,
     InstanceContext,
     RequestContext,
@@ -58,10 +59,12 @@ from aegis_actors.context import (
     current_request,
 )
 from aegis_actors.endpoints import Endpoints, EventHandler, RpcEndpoint, collect, unknown_method
+from aegis_actors.leadership.models import Leadership, LeadershipChanged
 from aegis_actors.micro import EndpointStats, MicroResponder
 from aegis_actors.subjects import (
     check_event_subject,
     check_service_name,
+    check_sticky_active_group,
     check_subject,
     last_token,
     queue_group,
@@ -129,6 +132,11 @@ class ServiceActor(Actor):
     drain_timeout: ClassVar[float] = 5.0
     """Seconds a graceful stop waits for in-flight calls before cancelling them."""
 
+    sticky_active_group: ClassVar[str | None] = None
+    """Run as a sticky single-active service: of the instances in this group one is
+    ACTIVE and takes every call, the others are STANDBY until it stops or dies
+    (a config file's `sticky_active_group` overrides it). See `leadership`."""
+
     config_binding: ClassVar[ConfigBinding | None] = None
     """The configuration this service follows (a config file's
     `[services.configuration]` overrides the names); its value is in
@@ -142,6 +150,8 @@ class ServiceActor(Actor):
         super().__init_subclass__(**kwargs)
         if "service_name" in cls.__dict__:
             check_service_name(cls.service_name)
+        if cls.__dict__.get("sticky_active_group") is not None:
+            check_sticky_active_group(cls.sticky_active_group)  # type: ignore[arg-type]
 
     # -- what user code reads ----------------------------------------------------
 
@@ -158,6 +168,16 @@ class ServiceActor(Actor):
     def nats(self) -> Client:
         """The instance's NATS connection."""
         return self.actor_instance.connection
+
+    @property
+    def leadership(self) -> Leadership | None:
+        """This instance's standing in its sticky-active group (None outside one).
+
+        Current at every read, even inside a long handler: check
+        `leadership.active` before a write that only the ACTIVE instance may
+        make, and put `leadership.revision` (the fencing token) in it.
+        """
+        return self.actor_instance.leadership
 
     # -- hooks ---------------------------------------------------------------------
 
@@ -186,6 +206,15 @@ class ServiceActor(Actor):
 
         Called from the mailbox: in order, never two at once, between requests.
         An exception is logged; the new value stays.
+        """
+
+    async def on_leadership_changed(self, active: bool) -> None:
+        """This instance became the ACTIVE one of its sticky-active group, or stopped being it.
+
+        Called from the mailbox, ahead of queued requests: with True once the
+        instance takes calls (right after start, too, if it starts ACTIVE), with
+        False once it no longer does. `self.leadership` has the details. An
+        exception is logged; the change stands.
         """
 
     async def on_message(self, message: Any) -> Any:
@@ -248,7 +277,13 @@ class ServiceActor(Actor):
         if type(self).__dict__.get("service_name") is None and not hasattr(self, "service_name"):
             raise TypeError(f"{type(self).__name__} must set service_name")
         self._endpoints = _endpoints_of(type(self))
+        # Broadcast events reach every instance; requests and queue-group events
+        # only one that serves (in a sticky-active group: the ACTIVE one).
         self._subs: list[Subscription] = []
+        self._serving_subs: list[Subscription] = []
+        # A standby refuses the requests that still reach it (see `leadership`).
+        self._standby = False
+        self._told_active = False
         self._running = 0
         self._idle = anyio.Event()
         self._idle.set()
@@ -279,9 +314,12 @@ class ServiceActor(Actor):
         # The bound configuration, read by the config actor that started first.
         self.configuration = ctx.configuration
         seen_revision = ctx.configuration_revision
+        self._leadership = leadership = ctx.leadership
+        serving = leadership is None or leadership.active
+        self._standby = not serving
         try:
             await self.on_start()
-            await self._subscribe()
+            await self._subscribe(broadcasts=True, requests=serving)
             await self._micro.start(self.nats)
             # Started = ready: the server has our subscriptions, so a call
             # made right after start cannot miss them.
@@ -291,7 +329,13 @@ class ServiceActor(Actor):
             self._tg.cancel_scope.cancel()
             await self._stack.aclose()
             raise
+        ctx.serving = serving
         ctx.service = self.actor_ref
+        current = ctx.leadership
+        if current is not None and (current.active or current != leadership):
+            # For on_leadership_changed; or it changed while we started, before
+            # the leadership actor could tell us.
+            self.actor_ref.send_system(LeadershipChanged(current))
         if ctx.configuration_revision != seen_revision:
             # Changed while we started, before the config actor could tell us.
             self.actor_ref.send_system(
@@ -313,10 +357,11 @@ class ServiceActor(Actor):
             routes[subject] = _Route(endpoint.name, stats)
         return routes
 
-    async def _subscribe(self) -> None:
+    async def _subscribe(self, *, broadcasts: bool, requests: bool) -> None:
+        """Subscribe to broadcast events, and (`requests`) to requests and queue-group events."""
         client, ctx, ref = self.nats, self.actor_instance, self.actor_ref
 
-        async def subscribe(subject: str, queue: str, cb: Any) -> None:
+        async def subscribe(into: list[Subscription], subject: str, queue: str, cb: Any) -> None:
             sub = await client.subscribe(
                 subject,
                 queue=queue,
@@ -324,27 +369,39 @@ class ServiceActor(Actor):
                 pending_msgs_limit=PENDING_MSGS_LIMIT,
                 pending_bytes_limit=PENDING_BYTES_LIMIT,
             )
-            self._subs.append(sub)
+            into.append(sub)
 
         async def on_request(msg: Msg) -> None:
             await ref.tell(msg)
 
         group = queue_group(self.service_name)
-        await subscribe(ctx.subjects.rpc_all(self.service_name), group, on_request)
-        await subscribe(ctx.subjects.instance_all(self.instance_id), "", on_request)
-        for subject in self._routes:
-            await subscribe(subject, group, on_request)
+        if requests:
+            serving = self._serving_subs
+            await subscribe(serving, ctx.subjects.rpc_all(self.service_name), group, on_request)
+            await subscribe(serving, ctx.subjects.instance_all(self.instance_id), "", on_request)
+            for subject in self._routes:
+                await subscribe(serving, subject, group, on_request)
         for handler in self._endpoints.events:
+            if not (broadcasts if handler.broadcast else requests):
+                continue
 
             async def on_event(msg: Msg, handler: EventHandler = handler) -> None:
                 await ref.tell(_Event(msg, handler))
 
             await subscribe(
-                ctx.subjects.event(handler.pattern), "" if handler.broadcast else group, on_event
+                self._subs if handler.broadcast else self._serving_subs,
+                ctx.subjects.event(handler.pattern),
+                "" if handler.broadcast else group,
+                on_event,
             )
 
+    def _take_subscriptions(self) -> list[Subscription]:
+        subs = [*self._serving_subs, *self._subs]
+        self._serving_subs, self._subs = [], []
+        return subs
+
     async def _unsubscribe_all(self) -> None:
-        subs, self._subs = self._subs, []
+        subs = self._take_subscriptions()
         for sub in subs:
             try:
                 await sub.unsubscribe()
@@ -354,6 +411,7 @@ class ServiceActor(Actor):
     async def _actor_stop(self) -> None:
         """Stop taking calls, finish the accepted ones (within `drain_timeout`), then stop."""
         self.actor_instance.service = None
+        self.actor_instance.serving = False
         try:
             await self._micro.stop()
             with anyio.move_on_after(self.drain_timeout) as scope:
@@ -375,7 +433,7 @@ class ServiceActor(Actor):
 
     async def _drain(self) -> None:
         """Unsubscribe (the server stops routing to us) while serving what already came."""
-        subs, self._subs = self._subs, []
+        subs = self._take_subscriptions()
         delivered = anyio.Event()
         mailbox = self.actor_ref.mailbox
 
@@ -407,7 +465,49 @@ class ServiceActor(Actor):
         if kind is ConfigChanged:
             await self._config_changed(message)
             return None
+        if kind is LeadershipChanged:
+            await self._leadership_changed(message.leadership)
+            return None
         return await self.on_message(message)
+
+    async def _leadership_changed(self, leadership: Leadership) -> None:
+        """Take requests only while ACTIVE, then say so to the heartbeat and the hook."""
+        ctx = self.actor_instance
+        self._leadership = leadership
+        if leadership.active and not ctx.serving:
+            await self._subscribe(broadcasts=False, requests=True)
+            # The server has our subscriptions before the registry says ACTIVE,
+            # so a caller that reads ACTIVE cannot find nobody subscribed.
+            await barrier(self.nats, timeout=ctx.kv_timeout * 5)
+            ctx.serving = True
+            self._standby = False
+            if ctx.heartbeat is not None:
+                ctx.heartbeat.send_system(BeatNow())
+        elif not leadership.active and ctx.serving:
+            ctx.serving = False
+            self._standby = True
+            subs, self._serving_subs = self._serving_subs, []
+            # Drained in the background: what NATS already delivered reaches the
+            # mailbox (and is refused there) instead of timing out at the caller.
+            self._tg.start_soon(self._drain_quietly, subs)
+        if leadership.active == self._told_active:
+            return
+        self._told_active = leadership.active
+        self.actor_log.info(
+            "leadership changed", active=leadership.active, revision=leadership.revision
+        )
+        try:
+            await self.on_leadership_changed(leadership.active)
+        except Exception:
+            self.actor_log.exception("on_leadership_changed failed", active=leadership.active)
+
+    @staticmethod
+    async def _drain_quietly(subs: list[Subscription]) -> None:
+        for sub in subs:
+            try:
+                await sub.drain()  # type: ignore[no-untyped-call]
+            except Exception as exc:  # closed connection: nothing more will come
+                log.debug("drain failed", subject=sub.subject, error=repr(exc))
 
     async def _config_changed(self, change: ConfigChanged) -> None:
         self.configuration = change.new
@@ -426,6 +526,9 @@ class ServiceActor(Actor):
     # -- requests ------------------------------------------------------------------
 
     async def _serve_request(self, msg: Msg) -> None:
+        if self._standby:
+            await self._reply(msg, *error_reply(self._standby_error()))
+            return
         started = time.perf_counter_ns()
         route = self._routes.get(msg.subject)
         method = last_token(msg.subject) if route is None else route.method
@@ -451,6 +554,16 @@ class ServiceActor(Actor):
         self._running += 1
         self._idle = anyio.Event()
         self._tg.start_soon(self._run_limited, limiter, endpoint, stats, msg, started)
+
+    def _standby_error(self) -> ServiceError:
+        group = self._leadership.group if self._leadership is not None else None
+        return ServiceError.of(
+            ErrorCode.SERVICE_UNAVAILABLE,
+            f"instance {self.instance_id} is STANDBY in sticky-active group {group!r}: "
+            "the ACTIVE instance takes the calls",
+            instanceId=self.instance_id,
+            stickyActiveGroup=group,
+        )
 
     async def _run_limited(
         self,
@@ -536,6 +649,11 @@ class ServiceActor(Actor):
     async def _serve_event(self, event: _Event) -> None:
         msg, handler = event.msg, event.handler
         subject = self.actor_instance.subjects.event_of(msg.subject)
+        if self._standby and not handler.broadcast:
+            # Delivered just before this instance stepped down; the ACTIVE one
+            # handles the group's events from now on.
+            self.actor_log.warning("event dropped: instance is STANDBY", subject=subject)
+            return
         try:
             payload = None if handler.payload is None else handler.payload.validate_json(msg.data)
         except ValidationError as exc:

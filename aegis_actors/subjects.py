@@ -22,6 +22,8 @@ from typing import Final
 SERVICE_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9-]{2,63}$")
 METHOD_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
 NAMESPACE_RE: Final = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+#: One token of a KV key (`service-leadership.{service}.{group}`), readable in logs.
+STICKY_ACTIVE_GROUP_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 #: A token of a subject: no dots, wildcards or whitespace.
 _TOKEN_RE: Final = re.compile(r"^[^.*>\s]+$")
 # These are checked with fullmatch(): with match(), `$` also matches before a
@@ -60,6 +62,16 @@ def check_namespace(namespace: str) -> str:
     if namespace and not NAMESPACE_RE.fullmatch(namespace):
         raise ValueError(f"namespace {namespace!r} must be empty or match {NAMESPACE_RE.pattern}")
     return namespace
+
+
+def check_sticky_active_group(group: str) -> str:
+    """Return `group` if it is a valid sticky-active group name, else raise ValueError."""
+    if not isinstance(group, str) or not STICKY_ACTIVE_GROUP_RE.fullmatch(group):
+        raise ValueError(
+            f"sticky-active group {group!r} must match {STICKY_ACTIVE_GROUP_RE.pattern} "
+            "(1-64 letters, digits, '_' and '-', starting with a letter or digit)"
+        )
+    return group
 
 
 def check_event_subject(subject: str, *, pattern: bool = False) -> str:

@@ -170,18 +170,28 @@ async def wait_registered(
 class Victims:
     """Instances of `victim` (tests/instance_process.py), each in its own process, to SIGKILL."""
 
-    def __init__(self, url: str, namespace: str, *, ttl: int = 1, interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        *,
+        ttl: int = 1,
+        interval: float = 0.25,
+        group: str | None = None,
+    ) -> None:
         self.url = url
         self.namespace = namespace
         self.ttl = ttl
         self.interval = interval
+        self.group = group
+        """A sticky-active group to join (same TTL and interval for its leadership key)."""
         self.processes: dict[str, Process] = {}
 
     async def start(self) -> str:
         """Start one; return its instance id once it is registered."""
         command = [
             sys.executable, str(VICTIM_SCRIPT), self.url, self.namespace,
-            str(self.ttl), str(self.interval),
+            str(self.ttl), str(self.interval), *([self.group] if self.group else []),
         ]  # fmt: skip
         process = await anyio.open_process(command, stderr=None)
         try:

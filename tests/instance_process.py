@@ -1,7 +1,9 @@
 """Runs one instance of a tiny service until killed: the SIGKILL tests' victim.
 
-Usage: python tests/instance_process.py URL NAMESPACE TTL INTERVAL
+Usage: python tests/instance_process.py URL NAMESPACE TTL INTERVAL [GROUP]
 Prints the instance id once registered, then serves until the process dies.
+With GROUP the instance joins that sticky-active group; its leadership key
+has the same TTL and is renewed every INTERVAL (margin: INTERVAL too).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from aegis_actors import (
     ConnectionSettings,
     HeartbeatSettings,
     InstanceSettings,
+    LeadershipSettings,
     ServiceActor,
     rpc,
     start_instance,
@@ -31,12 +34,14 @@ class Victim(ServiceActor):
         return params
 
 
-async def main(url: str, namespace: str, ttl: int, interval: float) -> None:
+async def main(url: str, namespace: str, ttl: int, interval: float, group: str | None) -> None:
     configure_logging(LogFormat.JSON, "warning")  # stderr: stdout carries the instance id
     settings = InstanceSettings(
         nats=ConnectionSettings(url=url),
         namespace=namespace,
         heartbeat=HeartbeatSettings(ttl=ttl, interval=interval),
+        sticky_active_group=group,
+        leadership=LeadershipSettings(ttl=ttl, interval=interval, margin=interval),
     )
     async with ActorSystem() as system:
         running = await start_instance(system, Victim, settings)
@@ -45,4 +50,5 @@ async def main(url: str, namespace: str, ttl: int, interval: float) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    group = sys.argv[5] if len(sys.argv) > 5 else None
+    anyio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), group)

@@ -83,6 +83,19 @@ max_quantity = 7
         assert plans["configured"][0].service_settings.max_quantity == 7
         assert len({p.instance_id for p in plans["hello"]}) == 3
 
+    def test_a_sticky_active_group_with_its_leadership_timing(self, write: Write) -> None:
+        path = write(
+            '[nats]\nurl = "nats://x:4222"\n'
+            + HELLO
+            + 'instances = 2\nsticky_active_group = "eu-1"\n'
+            + "[services.leadership]\nttl = 5\ninterval = 1.5\nmargin = 1\n"
+        )
+        plans = plan_fleet(load_config(path, environ={}))["hello"]
+        assert [p.sticky_active_group for p in plans] == ["eu-1", "eu-1"]
+        assert plans[0].context().sticky_active_group == "eu-1"
+        leadership = plans[0].settings.leadership
+        assert (leadership.ttl, leadership.interval, leadership.margin) == (5, 1.5, 1.0)
+
     def test_environment_overrides_the_file(self, write: Write) -> None:
         path = write('namespace = "file"\n[nats]\nurl = "nats://file:4222"\n' + HELLO)
         env = {"AEGIS_NATS_URL": "nats://x:1, nats://y:2", "AEGIS_NAMESPACE": "env"}
@@ -129,6 +142,14 @@ class TestMistakes:
             (
                 HELLO + "[services.heartbeat]\nttl = 5\ninterval = 5\n",
                 "services[0].heartbeat: Value error, heartbeat interval",
+            ),
+            (
+                HELLO + 'sticky_active_group = "eu.west"\n',
+                "services[0].sticky_active_group: Value error, sticky-active group 'eu.west'",
+            ),
+            (
+                HELLO + "[services.leadership]\nttl = 2\ninterval = 1\n",
+                "services[0].leadership: Value error, leadership interval (1 s) plus margin",
             ),
             (
                 '[[services]]\nclass = "tests.fleet_services:Configured"\n[services.settings]\nmax_quantity = 0\n',

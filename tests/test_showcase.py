@@ -103,22 +103,22 @@ class TestOrders:
         self, instance_settings: InstanceSettings, nats_url: str
     ) -> None:
         async with fleet(instance_settings, nats_url) as client:
-            order = {"symbol": "GLOBEX", "side": "buy", "quantity": 150}  # ~7,500 each
+            # 180 GLOBEX (47.5-52.5 as prices move) is 8,550-9,450: under the 10,000
+            # order limit; twice that is 17,100 or more: over the 15,000 position limit.
+            order = {"symbol": "GLOBEX", "side": "buy", "quantity": 180}
             first = await client.call("order-service", "create_order", order)
             assert first["status"] == "accepted"
-            decision = await client.call(
-                "risk-service",
-                "assess_risk",
-                {"symbol": "GLOBEX", "side": "buy", "quantity": 150, "price": first["price"]},
-            )
-            # Fine alone, but the first order's position would take it over 15,000.
-            while decision["approved"]:
-                decision = await client.call(
-                    "risk-service",
-                    "assess_risk",
-                    {"symbol": "GLOBEX", "side": "buy", "quantity": 150, "price": first["price"]},
-                )
-            assert "position notional" in decision["reason"]
+            assess = {**order, "price": first["price"]}
+            # Each risk instance learns of the first order from its event: until
+            # both have, one of them may still approve.
+            with anyio.fail_after(10):
+                decisions = [await client.call("risk-service", "assess_risk", assess)]
+                while decisions[-1]["approved"] or len(decisions) < 4:
+                    decisions.append(await client.call("risk-service", "assess_risk", assess))
+                    if decisions[-1]["approved"]:
+                        decisions = decisions[-1:]
+            assert all(not d["approved"] for d in decisions[-4:])
+            assert "position notional" in decisions[-1]["reason"]
 
 
 class TestCommonMethods:

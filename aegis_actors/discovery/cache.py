@@ -12,6 +12,11 @@ for `negative_ttl` (calls then use what is cached, or fail at once).
 An instance that does not answer ("no responders") is evicted: left out of its
 service's view until it writes a newer record (its next heartbeat, if it is
 alive after all), or its key goes away.
+
+In a sticky-active service only the ACTIVE instance of each group is called:
+STANDBY ones are left out, and so is an ACTIVE record whose
+`leadershipRevision` is below another of its group (a dead leader's record
+outlives it until its registry key expires; the newer leader is the one).
 """
 
 from __future__ import annotations
@@ -236,12 +241,14 @@ class DiscoveryCacheActor(Actor):
         instances = tuple(sorted((r.instance for r in records.values()), key=_instance_id))
         sticky = any(i.sticky_active_group for i in instances)
         evicted = frozenset(i for i, r in records.items() if self._evicted.get(i, -1) >= r.revision)
+        replaced = _replaced_leaders(instances) if sticky else frozenset()
         ids = tuple(
             i.instance_id
             for i in instances
             if i.status is not InstanceStatus.UNHEALTHY
             and not (sticky and i.status is InstanceStatus.STANDBY)
             and i.instance_id not in evicted
+            and i.instance_id not in replaced
         )
         return ServiceView(
             service=service,
@@ -261,6 +268,24 @@ class DiscoveryCacheActor(Actor):
         if loaded or old is None:
             return now + self.settings.cache_ttl
         return old.expires_at  # an eviction does not make the rest of the view newer
+
+
+def _replaced_leaders(instances: tuple[ServiceInstance, ...]) -> frozenset[str]:
+    """ACTIVE instances of a sticky-active group with a newer leader (a larger revision)."""
+    newest: dict[str, int] = {}
+    leaders = [
+        i
+        for i in instances
+        if i.status is InstanceStatus.ACTIVE and i.sticky_active_group is not None
+    ]
+    for i in leaders:
+        group = i.sticky_active_group or ""
+        newest[group] = max(newest.get(group, 0), i.leadership_revision or 0)
+    return frozenset(
+        i.instance_id
+        for i in leaders
+        if (i.leadership_revision or 0) < newest[i.sticky_active_group or ""]
+    )
 
 
 def _instance_id(instance: ServiceInstance) -> str:

@@ -40,7 +40,8 @@ class ServiceView:
     instances: tuple[ServiceInstance, ...]
     """Every registered instance, sorted by id."""
     ids: tuple[str, ...]
-    """The ones to call: not UNHEALTHY, not STANDBY in a sticky-active service, not evicted."""
+    """The ones to call: not UNHEALTHY, not evicted, and in a sticky-active service
+    only the ACTIVE leader of each group (the one with the largest leadership revision)."""
     members: frozenset[str]
     """`ids` as a set."""
     expires_at: float

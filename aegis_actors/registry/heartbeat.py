@@ -9,6 +9,11 @@ and jitter; after `unhealthy_after` failures in a row the instance reports
 itself UNHEALTHY, and the first write that gets through says so, so callers
 stay away for one interval after a flap. On a graceful stop the key is
 deleted first, so callers move away at once.
+
+In a sticky-active group the status is ACTIVE only for the leader whose
+service serves requests, STANDBY for the others (UNHEALTHY wins over both),
+and the record carries the leader's `leadershipRevision`. A `BeatNow` writes
+the record at once (the leadership changed) and restarts the interval.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from aegis_actors.actor import Actor
 from aegis_actors.backoff import Backoff
 from aegis_actors.buckets import instance_key
-from aegis_actors.context import HealthQuery, InstanceContext
+from aegis_actors.context import BeatNow, HealthQuery, InstanceContext
 from aegis_actors.errors import (
     AegisError,
     KeyExistsError,
@@ -68,7 +73,7 @@ class HeartbeatSettings(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class _Beat:
-    pass
+    token: object
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +102,18 @@ class HeartbeatActor(Actor):
         self._failures = 0
         self._degraded = False
         self._backoff = Backoff(base=settings.retry_min, cap=settings.interval)
+        self._next: object | None = None
 
     async def on_start(self) -> None:
+        self.instance.heartbeat = self.actor_ref
         await self._beat()
 
     async def on_receive(self, message: Any) -> Any:
         if isinstance(message, _Beat):
+            if message.token is self._next:  # not one overtaken by a BeatNow
+                await self._beat()
+            return None
+        if isinstance(message, BeatNow):
             await self._beat()
             return None
         if isinstance(message, GetRegistration):
@@ -128,24 +139,35 @@ class HeartbeatActor(Actor):
                 self._degraded = True
                 self.instance.status = InstanceStatus.UNHEALTHY
                 self.actor_log.error("heartbeats keep failing: instance is UNHEALTHY")
-            self.actor_timer(delay, _Beat())
+            self._schedule(delay)
             return
         if self._failures:
             self.actor_log.info("heartbeat recovered", after_failures=self._failures)
         self._failures = 0
-        self.actor_timer(self.settings.interval, _Beat())
+        self._schedule(self.settings.interval)
+
+    def _schedule(self, delay: float) -> None:
+        token = self._next = object()
+        self.actor_timer(delay, _Beat(token))
 
     async def _status(self) -> InstanceStatus:
         healthy = await self._ask_health()
         if self._degraded and self._failures == 0:
             self._degraded = False  # the previous write told the registry; now recover
-        status = (
-            InstanceStatus.UNHEALTHY if self._degraded or not healthy else InstanceStatus.ACTIVE
-        )
+        status = self._leadership_status()
+        if self._degraded or not healthy:
+            status = InstanceStatus.UNHEALTHY
         if status is not self.instance.status:
             self.actor_log.info("status changed", old=self.instance.status, new=status)
             self.instance.status = status
         return status
+
+    def _leadership_status(self) -> InstanceStatus:
+        """STANDBY in a sticky-active group, unless the instance leads it and its service serves."""
+        leadership = self.instance.leadership
+        if leadership is None or (leadership.active and self.instance.serving):
+            return InstanceStatus.ACTIVE
+        return InstanceStatus.STANDBY
 
     async def _ask_health(self) -> bool:
         service = self.instance.service
@@ -167,6 +189,11 @@ class HeartbeatActor(Actor):
             version=ctx.version,
             status=status,
             sticky_active_group=ctx.sticky_active_group,
+            leadership_revision=(
+                ctx.leadership.revision
+                if ctx.leadership is not None and status is InstanceStatus.ACTIVE
+                else None
+            ),
             last_heartbeat=utc_now(),
             metadata={"host": socket.gethostname(), "pid": os.getpid(), **ctx.metadata},
         )
@@ -197,6 +224,8 @@ class HeartbeatActor(Actor):
             )
 
     async def on_stop(self) -> None:
+        if self.instance.heartbeat is self.actor_ref:
+            self.instance.heartbeat = None
         if self._revision is None or self._bucket is None:
             return
         try:

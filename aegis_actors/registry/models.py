@@ -32,6 +32,11 @@ class ServiceInstance(WireModel):
     version: str = Field(description="The version the instance runs.")
     status: InstanceStatus = Field(description="ACTIVE, UNHEALTHY or STANDBY.")
     sticky_active_group: str | None = Field(None, description="Its sticky-active group, if any.")
+    leadership_revision: int | None = Field(
+        None,
+        description="While ACTIVE in a sticky-active group: the revision at which it took "
+        "the group's leadership key (a newer leader has a larger one).",
+    )
     last_heartbeat: Timestamp = Field(description="When the instance last wrote this record.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form facts.")
 
