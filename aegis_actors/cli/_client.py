@@ -30,6 +30,7 @@ URL_ENV: Final = "AEGIS_NATS_URL"
 NAMESPACE_ENV: Final = "AEGIS_NAMESPACE"
 DEFAULT_URL: Final = "nats://127.0.0.1:4222"
 EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
 EXIT_NO_NATS: Final = 3
 
 Action = Callable[[ManagementClient, argparse.Namespace], Awaitable[None]]
@@ -94,6 +95,17 @@ def execute(args: argparse.Namespace, action: Action) -> int:
         return 0
 
     return run(main)
+
+
+class UsageError(Exception):
+    """Command-line arguments that argparse cannot check alone (exit 2, as its own errors)."""
+
+
+def usage_error(parser: argparse.ArgumentParser, error: UsageError) -> int:
+    """Report `error` the way argparse reports its own; return the exit code (2)."""
+    print(parser.format_usage().rstrip(), file=sys.stderr)
+    print(f"{parser.prog}: error: {error}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def report_error(args: argparse.Namespace, error: ServiceError) -> None:

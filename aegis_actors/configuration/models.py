@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
-from pydantic_core import to_json
+from pydantic_core import PydanticCustomError, to_json
 
 from aegis_actors.models import Timestamp, WireModel
 
@@ -14,20 +15,49 @@ APPLICATION_NAME: Final = r"^[a-z][a-z0-9-]{2,63}$"
 #: Configuration names become one KV key token: no dots, wildcards or spaces.
 CONFIGURATION_NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 MAX_CONFIG_BYTES: Final = 64 * 1024
-_ULID: Final = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+#: 26 Crockford base32 characters, uppercase (as the server makes them); a ULID
+#: is 128 bits, so the first character (the top 3 bits) is 0-7.
+_ULID: Final = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
+
+
+def _finite(value: Any) -> bool:
+    """False if a NaN or an infinity hides in `value` (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def _small_object(value: dict[str, Any]) -> dict[str, Any]:
+    # The JSON parser takes NaN, Infinity and 1e400 (as inf); stored, they
+    # would silently come back as null.
+    if not _finite(value):
+        raise PydanticCustomError(
+            "not_finite", "NaN, Infinity and numbers beyond a double are not JSON"
+        )
     size = len(to_json(value))
     if size > MAX_CONFIG_BYTES:
-        raise ValueError(f"config is {size} bytes as JSON; at most {MAX_CONFIG_BYTES} allowed")
+        raise PydanticCustomError(
+            "too_big",
+            "config is {size} bytes as JSON; at most {limit} allowed",
+            {"size": size, "limit": MAX_CONFIG_BYTES},
+        )
     return value
 
 
 def _ulid(value: str) -> str:
-    if not _ULID.match(value):
-        raise ValueError("must be a ULID (26 characters of Crockford base32)")
+    # fullmatch: with match() and `$`, an id ending in "\n" passed and broke the KV subject (500).
+    if not is_ulid(value):
+        raise PydanticCustomError("ulid", "must be a ULID (26 characters of Crockford base32)")
     return value
+
+
+def is_ulid(value: str) -> bool:
+    """Whether `value` is an id this service makes (a name never is: names are lowercase)."""
+    return _ULID.fullmatch(value) is not None
 
 
 Ulid = Annotated[str, AfterValidator(_ulid)]

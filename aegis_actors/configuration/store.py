@@ -62,9 +62,12 @@ from aegis_actors.wire import ErrorCode, ServiceError
 HISTORY: Final = 10
 #: An index entry younger than this may belong to a create still in flight.
 DEFAULT_GRACE: Final = 10.0
+#: A delete without `revision` reads again after a concurrent write, this many times.
+DELETE_ATTEMPTS: Final = 5
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
+W = TypeVar("W", Application, Configuration)
 
 
 def config_bucket_spec(buckets: Buckets) -> BucketSpec:
@@ -115,15 +118,19 @@ def _encode_cursor(key: tuple[str, str]) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[str, str]:
     try:
-        name, ident = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return str(name), str(ident)
-    except (ValueError, TypeError) as exc:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except ValueError:
+        key = None
+    # Only what `_encode_cursor` writes: a pair of strings (a JSON object of two
+    # keys would unpack too, and page from nowhere in particular).
+    if not (isinstance(key, list) and len(key) == 2 and all(isinstance(k, str) for k in key)):
         raise ServiceError.of(
             ErrorCode.VALIDATION_ERROR,
             "cursor: not a cursor this service gave out",
             field="cursor",
             value=cursor,
-        ) from exc
+        )
+    return key[0], key[1]
 
 
 def paginate(
@@ -137,6 +144,24 @@ def paginate(
     page = ordered[:limit]
     more = len(ordered) > limit
     return Page(page, _encode_cursor(key(page[-1])) if more and page else None)
+
+
+def fit(page: Page[W], max_bytes: int | None) -> Page[W]:
+    """`page` cut short so that its items' JSON stays within `max_bytes` (one NATS message).
+
+    Twenty configurations of 60 KiB are over the 1 MiB a NATS message holds by
+    default: unfitted, the reply could not be sent and the caller heard nothing.
+    At least one item is kept, so a page always moves on.
+    """
+    if max_bytes is None:
+        return page
+    size = 0
+    for kept, item in enumerate(page.items):
+        size += len(item.model_dump_json(by_alias=True)) + 1  # and a comma
+        if kept and size > max_bytes:
+            last = page.items[kept - 1]
+            return Page(page.items[:kept], _encode_cursor((last.name, last.id)))
+    return page
 
 
 class ConfigurationStore:
@@ -208,7 +233,9 @@ class ConfigurationStore:
             raise ServiceError.of(ErrorCode.NOT_FOUND, f"no application named {name!r}", name=name)
         return await self.get_application(index.id)
 
-    async def list_applications(self, limit: int, cursor: str | None) -> Page[Application]:
+    async def list_applications(
+        self, limit: int, cursor: str | None, max_bytes: int | None = None
+    ) -> Page[Application]:
         records = [
             record
             for entry in await self.bucket.entries(APPLICATIONS)
@@ -216,7 +243,7 @@ class ConfigurationStore:
         ]
         page = paginate(records, lambda r: (r.name, r.id), limit, cursor)
         apps = [self._application(r, await self._configuration_ids(r.id)) for r in page.items]
-        return Page(apps, page.next_cursor)
+        return fit(Page(apps, page.next_cursor), max_bytes)
 
     async def _configuration_record(
         self, configuration_id: str
@@ -246,12 +273,19 @@ class ConfigurationStore:
         return await self.get_configuration(index.id)
 
     async def list_configurations(
-        self, application_id: str | None, limit: int, cursor: str | None
+        self,
+        application_id: str | None,
+        limit: int,
+        cursor: str | None,
+        max_bytes: int | None = None,
     ) -> Page[Configuration]:
         if application_id is not None:
             await self._application_record(application_id)
-            ids = await self._configuration_ids(application_id)
-            records = [(await self._configuration_record(i))[0] for i in ids]
+            records = []
+            for configuration_id in await self._configuration_ids(application_id):
+                # One deleted since its id was read is not listed (it was a 404 for the list).
+                with contextlib.suppress(ServiceError):
+                    records.append((await self._configuration_record(configuration_id))[0])
         else:
             records = [
                 record
@@ -260,7 +294,7 @@ class ConfigurationStore:
             ]
         page = paginate(records, lambda r: (r.name, r.id), limit, cursor)
         items = [Configuration.model_validate(r.model_dump()) for r in page.items]
-        return Page(items, page.next_cursor)
+        return fit(Page(items, page.next_cursor), max_bytes)
 
     async def configuration_history(self, configuration_id: str) -> list[tuple[Configuration, int]]:
         """The last `HISTORY` revisions, newest first."""
@@ -387,18 +421,21 @@ class ConfigurationStore:
         return self._application(updated, ids), new_revision
 
     async def delete_application(self, application_id: str, revision: int | None) -> None:
-        record, current = await self._application_record(application_id)
-        if revision is not None:
-            _check_revision(revision, current, application_id)
-        # The revision-checked mark is the one point where a stale delete fails.
-        marked = record.model_copy(update={"deleting": True, "updated_at": self.now()})
-        try:
-            await self.bucket.update(
-                application_key(application_id), _dump(marked), revision=current
-            )
-        except RevisionConflictError:
-            raise _conflict(application_id) from None
-        await self._finish_delete(marked)
+        for _ in range(DELETE_ATTEMPTS):
+            record, current = await self._application_record(application_id)
+            if revision is not None:
+                _check_revision(revision, current, application_id)
+            # The revision-checked mark is the one point where a stale delete fails.
+            marked = record.model_copy(update={"deleting": True, "updated_at": self.now()})
+            try:
+                await self.bucket.update(
+                    application_key(application_id), _dump(marked), revision=current
+                )
+            except RevisionConflictError:
+                continue  # changed meanwhile: read again (404, 409 at a given revision, or retry)
+            await self._finish_delete(marked)
+            return
+        raise _conflict(application_id)
 
     async def _finish_delete(self, record: _ApplicationRecord) -> None:
         for entry in await self.bucket.entries(configuration_names(record.id)):
@@ -498,16 +535,21 @@ class ConfigurationStore:
         return Configuration.model_validate(updated.model_dump()), new_revision
 
     async def delete_configuration(self, configuration_id: str, revision: int | None) -> None:
-        record, current = await self._configuration_record(configuration_id)
-        if revision is not None:
-            _check_revision(revision, current, configuration_id)
-        try:
-            await self.bucket.delete(configuration_key(configuration_id), revision=current)
-        except RevisionConflictError:
-            raise _conflict(configuration_id) from None
-        await self._release(
-            configuration_name_key(record.application_id, record.name), configuration_id
-        )
+        for _ in range(DELETE_ATTEMPTS):
+            record, current = await self._configuration_record(configuration_id)
+            if revision is not None:
+                _check_revision(revision, current, configuration_id)
+            try:
+                # Revision-checked even without `revision`: a delete racing
+                # another delete is a 404 when it reads again, not a second 204.
+                await self.bucket.delete(configuration_key(configuration_id), revision=current)
+            except RevisionConflictError:
+                continue  # changed meanwhile: read again (404, 409 at a given revision, or retry)
+            await self._release(
+                configuration_name_key(record.application_id, record.name), configuration_id
+            )
+            return
+        raise _conflict(configuration_id)
 
     # -- repair ----------------------------------------------------------------------
 
@@ -547,8 +589,10 @@ class ConfigurationStore:
             try:
                 await self._application_record(config.application_id)
             except ServiceError:
-                await self.bucket.delete(entry.key, revision=entry.revision)
-                orphan_configurations += 1
+                # A conflict: another instance's repair (or a write) got there first.
+                with contextlib.suppress(RevisionConflictError):
+                    await self.bucket.delete(entry.key, revision=entry.revision)
+                    orphan_configurations += 1
         return RepairReport(orphan_names, unfinished, orphan_configurations)
 
     def _old(self, when: datetime) -> bool:

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from typing import Final
 
 from aegis_actors._version import __version__
+from aegis_actors.configuration.models import MAX_CONFIG_BYTES
 from aegis_actors.endpoints import rpc
 from aegis_actors.errors import ConfigError, StoreUnavailableError
 from aegis_actors.mgmt.configs import CONFIGURATION_VERBS, ConfigurationApi
@@ -70,7 +71,10 @@ class ManagementService(ConfigurationApi):
     service_name = SERVICE_NAME
     version = __version__
     # A definition is under 3 KiB; anything near the 1 MiB NATS limit is a mistake.
-    max_request_bytes = 64 * 1024
+    # A configuration may hold 64 KiB of compact JSON, and a client may send it
+    # indented or with \u escapes: twice that leaves it room (at 64 KiB, a
+    # configuration of the largest size allowed could not be sent at all).
+    max_request_bytes = 2 * MAX_CONFIG_BYTES
 
     def extra_subjects(self) -> Mapping[str, str]:
         subjects = self.actor_instance.subjects

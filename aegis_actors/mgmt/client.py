@@ -24,6 +24,13 @@ import nats.errors
 from nats.aio.client import Client
 from pydantic_core import from_json, to_json
 
+from aegis_actors.configuration.models import Application, Configuration
+from aegis_actors.configuration.requests import (
+    ApplicationPage,
+    ConfigurationHistoryPage,
+    ConfigurationPage,
+    ConfigurationRevision,
+)
 from aegis_actors.mgmt.definitions import Versioned
 from aegis_actors.mgmt.models import InstanceList, ServiceDefinition, ServicePage
 from aegis_actors.registry.models import ServiceInstance
@@ -156,6 +163,159 @@ class ManagementClient:
     async def get_instance(self, instance_id: str) -> ServiceInstance:
         answer = await self.request("instances", "get", {"instanceId": instance_id})
         return ServiceInstance.model_validate(answer.data)
+
+    # -- applications --------------------------------------------------------------
+
+    async def create_application(self, name: str, *, comments: str = "") -> VersionedApplication:
+        answer = await self.request("apps", "create", {"name": name, "comments": comments})
+        return VersionedApplication(Application.model_validate(answer.data), _revision(answer))
+
+    async def get_application(
+        self, application_id: str | None = None, *, name: str | None = None
+    ) -> VersionedApplication:
+        """An application by id, or by `name=`, with its configuration ids."""
+        answer = await self.request("apps", "get", _given(id=application_id, name=name))
+        return VersionedApplication(Application.model_validate(answer.data), _revision(answer))
+
+    async def list_applications(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> ApplicationPage:
+        """One page of applications, sorted by name."""
+        answer = await self.request("apps", "list", _given(limit=limit, cursor=cursor))
+        return ApplicationPage.model_validate(answer.data)
+
+    async def all_applications(self, *, page_size: int | None = None) -> AsyncIterator[Application]:
+        """Every application, sorted by name, following the cursor page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_applications(limit=page_size, cursor=cursor)
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def update_application(
+        self,
+        application_id: str,
+        revision: int,
+        *,
+        name: str | None = None,
+        comments: str | None = None,
+    ) -> VersionedApplication:
+        """Rename or comment an application still at `revision`."""
+        params = {"id": application_id, "revision": revision}
+        answer = await self.request(
+            "apps", "update", {**params, **_given(name=name, comments=comments)}
+        )
+        return VersionedApplication(Application.model_validate(answer.data), _revision(answer))
+
+    async def delete_application(self, application_id: str, revision: int | None = None) -> None:
+        """Delete an application and its configurations."""
+        await self.request("apps", "delete", _given(id=application_id, revision=revision))
+
+    # -- configurations --------------------------------------------------------------
+
+    async def create_configuration(
+        self, application_id: str, name: str, config: Mapping[str, Any], *, comments: str = ""
+    ) -> VersionedConfiguration:
+        params = {
+            "applicationId": application_id,
+            "name": name,
+            "comments": comments,
+            "config": config,
+        }
+        answer = await self.request("configs", "create", params)
+        return VersionedConfiguration(Configuration.model_validate(answer.data), _revision(answer))
+
+    async def get_configuration(
+        self,
+        configuration_id: str | None = None,
+        *,
+        application_id: str | None = None,
+        name: str | None = None,
+    ) -> VersionedConfiguration:
+        """A configuration by id, or by `application_id=` and `name=`."""
+        params = _given(id=configuration_id, applicationId=application_id, name=name)
+        answer = await self.request("configs", "get", params)
+        return VersionedConfiguration(Configuration.model_validate(answer.data), _revision(answer))
+
+    async def list_configurations(
+        self,
+        application_id: str | None = None,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> ConfigurationPage:
+        """One page of configurations (of one application, or of all), sorted by name."""
+        params = _given(applicationId=application_id, limit=limit, cursor=cursor)
+        answer = await self.request("configs", "list", params)
+        return ConfigurationPage.model_validate(answer.data)
+
+    async def all_configurations(
+        self, application_id: str | None = None, *, page_size: int | None = None
+    ) -> AsyncIterator[Configuration]:
+        """Every configuration (of one application, or of all), following the cursor."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_configurations(application_id, limit=page_size, cursor=cursor)
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def update_configuration(
+        self,
+        configuration_id: str,
+        revision: int,
+        *,
+        name: str | None = None,
+        comments: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> VersionedConfiguration:
+        """Change the name, comments or value of a configuration still at `revision`."""
+        changes = _given(name=name, comments=comments, config=config)
+        params = {"id": configuration_id, "revision": revision, **changes}
+        answer = await self.request("configs", "update", params)
+        return VersionedConfiguration(Configuration.model_validate(answer.data), _revision(answer))
+
+    async def delete_configuration(
+        self, configuration_id: str, revision: int | None = None
+    ) -> None:
+        await self.request("configs", "delete", _given(id=configuration_id, revision=revision))
+
+    async def configuration_history(self, configuration_id: str) -> list[ConfigurationRevision]:
+        """The last 10 revisions of a configuration, newest first."""
+        answer = await self.request("configs", "history", {"id": configuration_id})
+        return ConfigurationHistoryPage.model_validate(answer.data).items
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedApplication:
+    """An application and the KV revision it was read or written at."""
+
+    application: Application
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedConfiguration:
+    """A configuration and the KV revision it was read or written at."""
+
+    configuration: Configuration
+    revision: int
+
+
+def _given(**params: Any) -> dict[str, Any]:
+    """The parameters that are not None: the API takes a missing field, and refuses null."""
+    return {key: value for key, value in params.items() if value is not None}
+
+
+def _revision(answer: Answer) -> int:
+    if answer.revision is None:
+        raise ServiceError.of(ErrorCode.INTERNAL, "the reply carries no revision")
+    return answer.revision
 
 
 def _answer(raw: bytes) -> Answer:

@@ -12,6 +12,8 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Final
 
+import anyio
+
 from aegis_actors.configuration.requests import (
     ApplicationPage,
     ConfigurationHistory,
@@ -35,6 +37,8 @@ from aegis_actors.service import ServiceActor
 from aegis_actors.wire import Reply
 
 CONCURRENCY: Final = 64
+#: Room left in a NATS message for the reply envelope around a list page.
+_ENVELOPE_BYTES: Final = 1024
 CONFIGURATION_VERBS: Final[dict[str, tuple[str, ...]]] = {
     "apps": ("create", "get", "list", "update", "delete"),
     "configs": ("create", "get", "list", "update", "delete", "history"),
@@ -45,21 +49,31 @@ class ConfigurationApi(ServiceActor):
     """Applications and configurations over request-reply (SPEC section 10)."""
 
     _configurations: ConfigurationStore | None = None
+    _opening: anyio.Lock | None = None
 
     def _store_errors(self) -> AbstractContextManager[None]:
         raise NotImplementedError  # ManagementService maps store failures to 503
 
     async def _configuration_store(self) -> ConfigurationStore:
-        if self._configurations is None:
-            ctx = self.actor_instance
-            store = await ConfigurationStore.open(ctx.js, ctx.buckets)
-            # A create or delete cut short by a crash leaves an orphan name or a
-            # half-deleted application: finish the work before serving.
-            report = asdict(await store.repair())
-            if any(report.values()):
-                self.actor_log.info("configuration store repaired", **report)
-            self._configurations = store
-        return self._configurations
+        if self._configurations is not None:
+            return self._configurations
+        if self._opening is None:
+            self._opening = anyio.Lock()
+        # One opening and one repair, not one per request of the first burst.
+        async with self._opening:
+            if self._configurations is None:
+                ctx = self.actor_instance
+                store = await ConfigurationStore.open(ctx.js, ctx.buckets)
+                # A create or delete cut short by a crash leaves an orphan name or a
+                # half-deleted application: finish the work before serving.
+                report = asdict(await store.repair())
+                if any(report.values()):
+                    self.actor_log.info("configuration store repaired", **report)
+                self._configurations = store
+            return self._configurations
+
+    def _page_bytes(self) -> int:
+        return self.nats.max_payload - _ENVELOPE_BYTES
 
     # -- applications ----------------------------------------------------------------
 
@@ -88,7 +102,7 @@ class ConfigurationApi(ServiceActor):
         """List applications sorted by name, a page at a time."""
         with self._store_errors():
             store = await self._configuration_store()
-            page = await store.list_applications(params.limit, params.cursor)
+            page = await store.list_applications(params.limit, params.cursor, self._page_bytes())
         return ApplicationPage(items=page.items, next_cursor=page.next_cursor)
 
     @rpc(max_concurrency=CONCURRENCY)
@@ -142,7 +156,7 @@ class ConfigurationApi(ServiceActor):
         with self._store_errors():
             store = await self._configuration_store()
             page = await store.list_configurations(
-                params.application_id, params.limit, params.cursor
+                params.application_id, params.limit, params.cursor, self._page_bytes()
             )
         return ConfigurationPage(items=page.items, next_cursor=page.next_cursor)
 
