@@ -195,3 +195,34 @@ class TestLiveConfiguration:
             await system.stop(running.ref)
         assert journal.events[0] == ("start", 99)
         assert children.index("config") < children.index("service")
+
+
+class TestLiveConfigurationEdges:
+    """Same-value revisions are quiet; an application made again under its name is followed."""
+
+    async def test_a_comments_only_change_does_not_call_the_hook(
+        self, instance_settings: InstanceSettings, store: ConfigurationStore
+    ) -> None:
+        app, _ = await store.create_application("desk", "")
+        config, revision = await store.create_configuration(
+            app.id, "limits", "", {"max_quantity": 1}
+        )
+        journal = Journal()
+        async with trader(instance_settings, journal):
+            _, revision = await store.update_configuration(config.id, revision, None, "note", None)
+            await store.update_configuration(config.id, revision, None, None, {"max_quantity": 2})
+            await journal.wait_for(lambda events: ("done", 2) in events)
+        assert journal.of("changed") == [("changed", 1, 2)]
+
+    async def test_an_application_deleted_and_made_again_is_followed(
+        self, instance_settings: InstanceSettings, store: ConfigurationStore
+    ) -> None:
+        app, revision = await store.create_application("desk", "")
+        await store.create_configuration(app.id, "limits", "", {"max_quantity": 1})
+        journal = Journal()
+        async with trader(instance_settings, journal):
+            await store.delete_application(app.id, revision)
+            again, _ = await store.create_application("desk", "")
+            await store.create_configuration(again.id, "limits", "", {"max_quantity": 5})
+            await journal.wait_for(lambda events: ("done", 5) in events)
+        assert journal.of("changed") == [("changed", 1, 5)]

@@ -103,17 +103,20 @@ class ConfigActor(Actor):
         self._accept(configuration, entry.revision, tell=True)
 
     async def _ours(self, configuration: Configuration) -> bool:
-        if self._application_id is None:
-            # The application did not exist at start: is this it?
-            assert self._store is not None
-            try:
-                application, _ = await self._store.get_application(configuration.application_id)
-            except ServiceError:
-                return False
-            if application.name != self.binding.application:
-                return False
-            self._application_id = application.id
-        return configuration.application_id == self._application_id
+        if configuration.application_id == self._application_id:
+            return True
+        # Another application's configuration of that name: it is ours if that
+        # application now has our application's name (created after we
+        # started, or deleted and created again: names are unique at any time).
+        assert self._store is not None
+        try:
+            application, _ = await self._store.get_application(configuration.application_id)
+        except ServiceError:
+            return False
+        if application.name != self.binding.application:
+            return False
+        self._application_id = application.id
+        return True
 
     def _accept(self, configuration: Configuration, revision: int, *, tell: bool) -> None:
         self._revision = revision
@@ -138,6 +141,8 @@ class ConfigActor(Actor):
             )
             return
         ctx = self.instance
+        if tell and value == ctx.configuration:
+            return  # a new revision with the same value (e.g. comments changed)
         old, ctx.configuration = ctx.configuration, value
         ctx.configuration_revision = revision
         self.actor_log.info(
