@@ -12,17 +12,20 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from pydantic_core import to_json
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from aegis_actors.configuration.requests import ApplicationPage, ConfigurationPage
 from aegis_actors.connection import ConnectionSettings, connect
 from aegis_actors.errors import NatsUnavailableError
 from aegis_actors.eventloop import run
 from aegis_actors.mgmt.client import DEFAULT_TIMEOUT, ManagementClient
+from aegis_actors.mgmt.models import DEFAULT_PAGE, MAX_PAGE, ServicePage
 from aegis_actors.models import format_timestamp, utc_now
 from aegis_actors.wire import ServiceError
 
@@ -34,6 +37,7 @@ EXIT_USAGE: Final = 2
 EXIT_NO_NATS: Final = 3
 
 Action = Callable[[ManagementClient, argparse.Namespace], Awaitable[None]]
+PageT = TypeVar("PageT", ServicePage, ApplicationPage, ConfigurationPage)
 
 
 def client_options() -> argparse.ArgumentParser:
@@ -62,6 +66,15 @@ def client_options() -> argparse.ArgumentParser:
     # A client prints answers: "nats connected" lines would be noise (--log-level info shows them).
     options.set_defaults(log_level_default="warning")
     return options
+
+
+def paging_options(listing: argparse.ArgumentParser) -> None:
+    """`--limit`, `--cursor` and `--all` of a `list` verb (see `list_pages`)."""
+    listing.add_argument(
+        "--limit", type=int, default=None, help=f"per page, 1-{MAX_PAGE} (default {DEFAULT_PAGE})"
+    )
+    listing.add_argument("--cursor", default=None, help="the `nextCursor` of the previous page")
+    listing.add_argument("--all", action="store_true", help="follow the cursor to the last page")
 
 
 def connection_settings(args: argparse.Namespace) -> ConnectionSettings:
@@ -156,3 +169,43 @@ def age(moment: datetime) -> str:
     if seconds < 172_800:
         return f"{seconds / 3600:.0f}h ago"
     return format_timestamp(moment)
+
+
+async def list_pages(
+    client: ManagementClient,
+    args: argparse.Namespace,
+    resource: str,
+    params: dict[str, Any],
+    page_type: type[PageT],
+) -> PageT | None:
+    """`{resource}.list` with the options of `paging_options`.
+
+    With `--all` it follows the cursor and returns every item as one page.
+    With `--json` it prints the reply (with `--all`, one reply holding every
+    item, so a script reads one shape) and returns None: nothing left to show.
+    """
+    if args.limit is not None:
+        params["limit"] = args.limit
+    if args.cursor is not None:
+        params["cursor"] = args.cursor
+    answer = await client.request(resource, "list", params)
+    page = page_type.model_validate(answer.data)
+    if args.all:
+        items = list(page.items)
+        while page.next_cursor is not None:
+            more = await client.request(resource, "list", {**params, "cursor": page.next_cursor})
+            page = page_type.model_validate(more.data)
+            items += page.items
+        page = page_type(items=items, next_cursor=None)
+    if args.json:
+        print_json(answer.raw if not args.all else {"ok": True, "status": 200, "data": page})
+        return None
+    return page
+
+
+def print_page(rows: Table, next_cursor: str | None) -> None:
+    """A listing's table, then how to get the next page if there is one."""
+    out = console()
+    out.print(rows)
+    if next_cursor is not None:
+        out.print(Text(f"more: add --cursor {next_cursor}, or --all"))

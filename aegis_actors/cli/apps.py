@@ -11,7 +11,6 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from pydantic_core import to_json
 from rich.table import Table
 from rich.text import Text
 
@@ -22,14 +21,16 @@ from aegis_actors.cli._client import (
     client_options,
     console,
     execute,
+    list_pages,
+    paging_options,
     print_json,
+    print_page,
     table,
     usage_error,
 )
 from aegis_actors.configuration.models import Application, Configuration, is_ulid
 from aegis_actors.configuration.requests import ApplicationPage
 from aegis_actors.mgmt.client import Answer, ManagementClient
-from aegis_actors.mgmt.models import DEFAULT_PAGE, MAX_PAGE
 
 APP_HELP = "the application's id or name"
 
@@ -56,11 +57,7 @@ def register(commands: Any) -> None:
     get.set_defaults(handler=lambda args: execute(args, _get))
 
     listing = verbs.add_parser("list", parents=[options], help="list applications by name")
-    listing.add_argument(
-        "--limit", type=int, default=None, help=f"per page, 1-{MAX_PAGE} (default {DEFAULT_PAGE})"
-    )
-    listing.add_argument("--cursor", default=None, help="the `nextCursor` of the previous page")
-    listing.add_argument("--all", action="store_true", help="follow the cursor to the last page")
+    paging_options(listing)
     listing.set_defaults(handler=lambda args: execute(args, _list))
 
     update = verbs.add_parser(
@@ -199,30 +196,13 @@ async def _delete(client: ManagementClient, args: argparse.Namespace) -> None:
 
 
 async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
-    params: dict[str, Any] = {}
-    if args.limit is not None:
-        params["limit"] = args.limit
-    if args.cursor is not None:
-        params["cursor"] = args.cursor
-    answer = await client.request("apps", "list", params)
-    page = ApplicationPage.model_validate(answer.data)
-    items = list(page.items)
-    while args.all and page.next_cursor is not None:
-        page = ApplicationPage.model_validate(
-            (await client.request("apps", "list", {**params, "cursor": page.next_cursor})).data
-        )
-        items += page.items
-    if args.json:
-        if not args.all:
-            print_json(answer.raw)
-        else:
-            everything = ApplicationPage(items=items, next_cursor=None)
-            print(to_json({"ok": True, "status": 200, "data": everything}, by_alias=True).decode())
+    page = await list_pages(client, args, "apps", {}, ApplicationPage)
+    if page is None:
         return
     rows = table(
         "NAME", "ID", "CONFIGS", "UPDATED", "COMMENTS", no_wrap=("NAME", "ID", "CONFIGS", "UPDATED")
     )
-    for app in items:
+    for app in page.items:
         rows.add_row(
             app.name,
             app.id,
@@ -230,7 +210,4 @@ async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
             age(app.updated_at),
             Text(app.comments),
         )
-    out = console()
-    out.print(rows)
-    if page.next_cursor is not None:
-        out.print(Text(f"more: add --cursor {page.next_cursor}, or --all"))
+    print_page(rows, page.next_cursor)

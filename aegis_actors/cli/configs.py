@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pydantic_core import to_json
 from rich.text import Text
 
 from aegis_actors.cli._client import (
@@ -24,14 +23,16 @@ from aegis_actors.cli._client import (
     client_options,
     console,
     execute,
+    list_pages,
+    paging_options,
     print_json,
+    print_page,
     table,
 )
 from aegis_actors.cli.apps import APP_HELP, application_id, checked, fields_table
 from aegis_actors.configuration.models import Configuration, is_ulid
 from aegis_actors.configuration.requests import ConfigurationHistoryPage, ConfigurationPage
 from aegis_actors.mgmt.client import Answer, ManagementClient
-from aegis_actors.mgmt.models import DEFAULT_PAGE, MAX_PAGE
 
 
 def register(commands: Any) -> None:
@@ -63,11 +64,7 @@ def register(commands: Any) -> None:
         "list", parents=[options], help="list configurations by name, of one application or all"
     )
     listing.add_argument("app", metavar="APP", nargs="?", default=None, help=APP_HELP)
-    listing.add_argument(
-        "--limit", type=int, default=None, help=f"per page, 1-{MAX_PAGE} (default {DEFAULT_PAGE})"
-    )
-    listing.add_argument("--cursor", default=None, help="the `nextCursor` of the previous page")
-    listing.add_argument("--all", action="store_true", help="follow the cursor to the last page")
+    paging_options(listing)
     listing.set_defaults(handler=lambda args: execute(args, _list))
 
     update = verbs.add_parser(
@@ -282,24 +279,10 @@ async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
     params: dict[str, Any] = {}
     if args.app is not None:
         params["applicationId"] = await application_id(client, args.app)
-    if args.limit is not None:
-        params["limit"] = args.limit
-    if args.cursor is not None:
-        params["cursor"] = args.cursor
-    answer = await client.request("configs", "list", params)
-    page = ConfigurationPage.model_validate(answer.data)
-    items = list(page.items)
-    while args.all and page.next_cursor is not None:
-        more = await client.request("configs", "list", {**params, "cursor": page.next_cursor})
-        page = ConfigurationPage.model_validate(more.data)
-        items += page.items
-    if args.json:
-        if not args.all:
-            print_json(answer.raw)
-        else:
-            everything = ConfigurationPage(items=items, next_cursor=None)
-            print(to_json({"ok": True, "status": 200, "data": everything}, by_alias=True).decode())
+    page = await list_pages(client, args, "configs", params, ConfigurationPage)
+    if page is None:
         return
+    items = page.items
     # People read application names, not ids: one listing of the applications names them.
     names: dict[str, str] = {}
     if items:
@@ -316,7 +299,4 @@ async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
             age(config.updated_at),
             Text(config.comments),
         )
-    out = console()
-    out.print(rows)
-    if page.next_cursor is not None:
-        out.print(Text(f"more: add --cursor {page.next_cursor}, or --all"))
+    print_page(rows, page.next_cursor)

@@ -5,13 +5,21 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pydantic_core import to_json
 from rich.table import Table
 from rich.text import Text
 
-from aegis_actors.cli._client import client_options, console, execute, print_json, table
+from aegis_actors.cli._client import (
+    client_options,
+    console,
+    execute,
+    list_pages,
+    paging_options,
+    print_json,
+    print_page,
+    table,
+)
 from aegis_actors.mgmt.client import Answer, ManagementClient
-from aegis_actors.mgmt.models import DEFAULT_PAGE, MAX_PAGE, ServiceDefinition, ServicePage
+from aegis_actors.mgmt.models import ServiceDefinition, ServicePage
 
 
 def register(commands: Any) -> None:
@@ -35,11 +43,7 @@ def register(commands: Any) -> None:
     get.set_defaults(handler=lambda args: execute(args, _get))
 
     listing = verbs.add_parser("list", parents=[options], help="list definitions by name")
-    listing.add_argument(
-        "--limit", type=int, default=None, help=f"per page, 1-{MAX_PAGE} (default {DEFAULT_PAGE})"
-    )
-    listing.add_argument("--cursor", default=None, help="start after this name (`nextCursor`)")
-    listing.add_argument("--all", action="store_true", help="follow the cursor to the last page")
+    paging_options(listing)
     listing.set_defaults(handler=lambda args: execute(args, _list))
 
     update = verbs.add_parser(
@@ -111,35 +115,15 @@ async def _delete(client: ManagementClient, args: argparse.Namespace) -> None:
 
 
 async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
-    params: dict[str, Any] = {}
-    if args.limit is not None:
-        params["limit"] = args.limit
-    if args.cursor is not None:
-        params["cursor"] = args.cursor
-    answer = await client.request("services", "list", params)
-    page = ServicePage.model_validate(answer.data)
-    items = list(page.items)
-    while args.all and page.next_cursor is not None:
-        page = ServicePage.model_validate(
-            (await client.request("services", "list", {**params, "cursor": page.next_cursor})).data
-        )
-        items += page.items
-    if args.json:
-        if not args.all:
-            print_json(answer.raw)
-        else:
-            everything = ServicePage(items=items, next_cursor=None)
-            print(to_json({"ok": True, "status": 200, "data": everything}, by_alias=True).decode())
+    page = await list_pages(client, args, "services", {}, ServicePage)
+    if page is None:
         return
     rows = table(
         "NAME", "VERSION", "OWNER", "UPDATED", "DESCRIPTION", no_wrap=("NAME", "VERSION", "UPDATED")
     )
-    for item in items:
+    for item in page.items:
         updated = item.model_dump(mode="json")["updatedAt"]
         rows.add_row(
             item.service_name, item.version, Text(item.owner), updated, Text(item.description)
         )
-    out = console()
-    out.print(rows)
-    if page.next_cursor is not None:
-        out.print(Text(f"more after {page.next_cursor}: add --cursor {page.next_cursor}, or --all"))
+    print_page(rows, page.next_cursor)
