@@ -228,9 +228,7 @@ class Caller:
                 remaining = deadline - now()
                 if remaining <= 0:
                     raise _deadline_exceeded(service, method, timeout)
-                attempt = remaining
-                if idempotent and timeouts + 1 < self._max_attempts:
-                    attempt = remaining * self._share
+                attempt = self._attempt_time(remaining, idempotent, timeouts)
                 headers[DEADLINE_HEADER] = deadline_header(attempt)
                 tally = self._tallies.get(instance_id) or self._new_tally(instance_id)
                 outstanding[instance_id] = outstanding.get(instance_id, 0) + 1
@@ -289,9 +287,7 @@ class Caller:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _deadline_exceeded(service, method, timeout)
-            attempt = remaining
-            if idempotent and timeouts + 1 < self._max_attempts:
-                attempt = remaining * self._share
+            attempt = self._attempt_time(remaining, idempotent, timeouts)
             headers[DEADLINE_HEADER] = deadline_header(attempt)
             try:
                 msg = await requester.request(subject, payload, timeout=attempt, headers=headers)
@@ -311,6 +307,13 @@ class Caller:
             return decode_reply(msg.data)[0]
 
     # -- machinery ------------------------------------------------------------------------
+
+    def _attempt_time(self, remaining: float, idempotent: bool, timeouts: int) -> float:
+        """How long the next attempt may wait: all that is left, unless a retry after
+        its timeout is allowed and possible; then a share, so the retry has time."""
+        if idempotent and timeouts + 1 < self._max_attempts:
+            return remaining * self._share
+        return remaining
 
     def _new_route(self, service: str, method: str) -> _Route:
         check_service_name(service)
