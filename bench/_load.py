@@ -1,50 +1,16 @@
 """A load generator shared by the benchmarks: fast requests and latency percentiles.
 
-It uses one wildcard reply subscription with a future per request (no
-`asyncio.wait_for` per request), so that the client is not what limits a run.
+Benchmarks send with `aegis_actors.Requester` (one wildcard reply subscription,
+a future per request, no `asyncio.wait_for`), so that the client is not what
+limits a run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import statistics
 import time
 from dataclasses import dataclass
-
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-
-
-class Requester:
-    """Request-reply over one shared inbox subscription."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.prefix = client.new_inbox()
-        self.pending: dict[str, asyncio.Future[Msg]] = {}
-        self.tokens = itertools.count()
-
-    async def start(self) -> Requester:
-        await self.client.subscribe(self.prefix + ".*", cb=self._on_reply)
-        return self
-
-    async def _on_reply(self, msg: Msg) -> None:
-        future = self.pending.pop(msg.subject, None)
-        if future is not None and not future.done():
-            future.set_result(msg)
-
-    async def request(self, subject: str, data: bytes, timeout: float = 5.0) -> Msg:
-        inbox = f"{self.prefix}.{next(self.tokens)}"
-        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
-        self.pending[inbox] = future
-        await self.client.publish(subject, data, reply=inbox)
-        handle = asyncio.get_running_loop().call_later(timeout, future.cancel)
-        try:
-            return await future
-        finally:
-            handle.cancel()
-            self.pending.pop(inbox, None)
 
 
 @dataclass(frozen=True)

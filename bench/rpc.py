@@ -20,6 +20,7 @@ from aegis_actors import (
     ActorSystem,
     ConnectionSettings,
     InstanceSettings,
+    Requester,
     ServiceActor,
     rpc,
     start_instance,
@@ -28,7 +29,7 @@ from aegis_actors.eventloop import run, uvloop_available
 from aegis_actors.logs import LogFormat, configure_logging
 from aegis_actors.server import NatsServer
 from aegis_actors.subjects import Subjects
-from bench._load import Requester, Run, load, median_run
+from bench._load import Run, load, median_run
 from bench._report import ratio, table
 
 BARE_SUBJECT = "bench.bare.echo"
@@ -36,6 +37,7 @@ AEGIS_SUBJECT = Subjects().rpc("bench-echo", "echo")
 BODY = b'{"symbol": "ACME", "quantity": 100, "side": "buy"}'
 PLAN = ((1, 3_000), (10, 15_000), (100, 30_000))  # (in flight, requests)
 ROUNDS = 3
+TIMEOUT = 5.0
 
 
 class Echo(ServiceActor):
@@ -80,17 +82,18 @@ def responder(kind: str, url: str, uvloop: bool) -> subprocess.Popen[bytes]:
 async def measure(url: str) -> dict[tuple[str, int], list[Run]]:
     """Rounds of bare, then aegis, at each load: drift on a busy machine hits both."""
     client = await nats.connect(url)
-    requester = await Requester(client).start()
+    requester = Requester(client)
+    await requester.start()
     subjects = {"bare": BARE_SUBJECT, "aegis": AEGIS_SUBJECT}
     runs: dict[tuple[str, int], list[Run]] = {}
     for subject in subjects.values():  # warm-up
-        await load(lambda s=subject: requester.request(s, BODY), 2_000, 10)
+        await load(lambda s=subject: requester.request(s, BODY, timeout=TIMEOUT), 2_000, 10)
     for _ in range(ROUNDS):
         for in_flight, requests in PLAN:
             for kind, subject in subjects.items():
 
                 async def send(s: str = subject) -> None:
-                    await requester.request(s, BODY)
+                    await requester.request(s, BODY, timeout=TIMEOUT)
 
                 runs.setdefault((kind, in_flight), []).append(await load(send, requests, in_flight))
     await client.close()
