@@ -20,10 +20,17 @@ class Run:
     requests: int
     seconds: float
     latencies: list[float]
+    cpu_seconds: float = 0.0
+    """CPU time of this (the client's) process over the run."""
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def cpu_us(self) -> float:
+        """Client CPU per request in microseconds: its own cost, whatever limits the rate."""
+        return self.cpu_seconds / self.requests * 1e6
 
     def percentile(self, p: float) -> float:
         """Latency in microseconds at percentile `p` (0-100)."""
@@ -51,9 +58,14 @@ async def load(send: object, requests: int, in_flight: int) -> Run:
             await send()
             latencies.append(time.perf_counter() - started)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
-    return Run(per_worker * in_flight, time.perf_counter() - started, latencies)
+    return Run(
+        per_worker * in_flight,
+        time.perf_counter() - started,
+        latencies,
+        time.process_time() - cpu,
+    )
 
 
 def median_run(runs: list[Run]) -> Run:

@@ -9,6 +9,9 @@ Each figure is printed beside a ceiling measured in the same run:
                is a bare nats-py one in its own process (the client is what is compared), then
                an aegis ServiceActor (end to end, for information). The `Requester` column is
                the shared reply inbox alone (no aegis headers, no envelope): the mechanism;
+               the "cpu us" columns are the client process's CPU per request, the cost the
+               goal is about (on 2 cores the server and the responder share the machine, so
+               the rate also depends on them);
   failover:    SIGKILL of the instance being called until the next successful call.
 Goals (issue 4): call() at 100 in flight >= 1.5x the throughput of nc.request(), p50
 within 1.1x; registration reaches the cache within 100 ms.
@@ -309,6 +312,7 @@ def call_rows(url: str, kind: str, uvloop: bool) -> list[list[object]]:
             in_flight, aegis.rate, bare.rate, f"{aegis.rate / bare.rate:.2f}x",
             aegis.p50, bare.p50, f"{aegis.p50 / bare.p50:.2f}x", aegis.p99, bare.p99,
             shared.rate, f"{shared.rate / bare.rate:.2f}x",
+            aegis.cpu_us, bare.cpu_us, shared.cpu_us,
         ])  # fmt: skip
     return rows
 
@@ -443,7 +447,7 @@ def main() -> None:
         "interleaved rounds; responder in its own process)",
         ["loop", "responder", "in flight", "call req/s", "request req/s", "x", "call p50 us",
          "request p50 us", "p50 x", "call p99 us", "request p99 us", "Requester req/s",
-         "Requester x"],
+         "Requester x", "call cpu us", "request cpu us", "Requester cpu us"],
         call_table,
     )  # fmt: skip
     table(
