@@ -185,8 +185,13 @@ class Client:
         timeout: float | None = None,
         idempotent: bool = False,
         discovery: bool = True,
+        envelope: bool = False,
     ) -> Any:
         """Call `method` of `service` and return its data; see `ServiceActor.call`.
+
+        `envelope=True` returns the whole success reply instead (`ok`, `status`,
+        `data` and, where a KV entry is involved, `revision`): for tools that
+        show or forward what the service sent.
 
         Raises:
             ServiceError: the method's error reply, SERVICE_UNAVAILABLE or
@@ -196,7 +201,13 @@ class Client:
         if self._caller is None:
             raise RuntimeError("the client is not started (use `async with Client(...)`)")
         return await self._caller.call(
-            service, method, params, timeout=timeout, idempotent=idempotent, discovery=discovery
+            service,
+            method,
+            params,
+            timeout=timeout,
+            idempotent=idempotent,
+            discovery=discovery,
+            envelope=envelope,
         )
 
     async def instances(self, service: str) -> tuple[ServiceInstance, ...]:

@@ -32,6 +32,8 @@ def _type_name(annotation: Any) -> str:
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return " \\| ".join(f'`"{m.value}"`' for m in annotation)
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # validators are in the description, not the type
+        return _type_name(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(annotation))
     if origin is not None:

@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 
 from aegis_actors.subjects import check_event_subject, check_method_name
-from aegis_actors.wire import ErrorCode, ServiceError, from_validation_error
+from aegis_actors.wire import ErrorCode, ServiceError, from_validation_error, non_json_number
 
 _RPC_MARK: Final = "__aegis_rpc__"
 _EVENT_MARK: Final = "__aegis_event__"
@@ -123,6 +123,9 @@ class RpcEndpoint:
         """Validate a request body; raise `ServiceError` (400 or 422) if it is bad."""
         if self.params is None:
             return None
+        problem = non_json_number(data)
+        if problem is not None:
+            raise ServiceError.of(ErrorCode.BAD_REQUEST, f"body is not valid JSON: {problem}")
         try:
             return self.params.validate_json(data)
         except ValidationError as exc:

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from aegis_actors.actor import Actor
 from aegis_actors.buckets import Buckets
@@ -43,6 +43,7 @@ from aegis_actors.discovery.settings import DiscoverySettings
 from aegis_actors.discovery.tree import discovery_wiring
 from aegis_actors.leadership.models import LeadershipSettings
 from aegis_actors.leadership.tree import leadership_children
+from aegis_actors.models import check_version
 from aegis_actors.ref import ActorRef
 from aegis_actors.registry.heartbeat import HeartbeatActor, HeartbeatSettings
 from aegis_actors.registry.models import new_instance_id
@@ -58,8 +59,8 @@ class ServiceOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    version: str | None = Field(
-        None, pattern=r"^\d+\.\d+\.\d+$", description="Overrides the class's `version`."
+    version: Annotated[str, AfterValidator(check_version)] | None = Field(
+        None, description="Overrides the class's `version` (MAJOR.MINOR.PATCH)."
     )
     registration: bool = Field(
         True,

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Final
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer
 from pydantic.alias_generators import to_camel
+
+#: MAJOR.MINOR.PATCH in ASCII digits (`fullmatch`: `\d` would take other scripts' digits).
+VERSION_PATTERN: Final = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
+
+
+def check_version(version: str) -> str:
+    """Return `version` if it is MAJOR.MINOR.PATCH (SPEC section 6); else raise ValueError."""
+    if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
+        raise ValueError(f"version must be MAJOR.MINOR.PATCH, e.g. 1.4.2, got {version!r}")
+    return version
 
 
 def utc_now() -> datetime:
@@ -34,9 +45,14 @@ Timestamp = Annotated[
 
 
 class WireModel(BaseModel):
-    """camelCase on the wire, snake_case in Python; unknown fields refused."""
+    """camelCase on the wire, snake_case in Python; unknown fields refused.
+
+    Floats must be finite: `1e999` parses as infinity, which JSON cannot carry
+    back (and which would, say, lift a limit instead of setting one).
+    """
 
     model_config = ConfigDict(
+        allow_inf_nan=False,
         alias_generator=to_camel,
         populate_by_name=True,
         serialize_by_alias=True,

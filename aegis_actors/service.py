@@ -45,7 +45,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import BaseModel, ValidationError
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 
 from aegis_actors.actor import Actor, serve_until
 from aegis_actors.configuration.binding import ConfigBinding, ConfigChanged
@@ -61,6 +61,7 @@ from aegis_actors.context import (
 from aegis_actors.endpoints import Endpoints, EventHandler, RpcEndpoint, collect, unknown_method
 from aegis_actors.leadership.models import Leadership, LeadershipChanged
 from aegis_actors.micro import EndpointStats, MicroResponder
+from aegis_actors.models import check_version
 from aegis_actors.subjects import (
     check_event_subject,
     check_service_name,
@@ -77,6 +78,7 @@ from aegis_actors.wire import (
     Reply,
     ServiceError,
     error_reply,
+    non_json_number,
     ok_reply_raw,
     parse_deadline,
 )
@@ -150,6 +152,8 @@ class ServiceActor(Actor):
         super().__init_subclass__(**kwargs)
         if "service_name" in cls.__dict__:
             check_service_name(cls.service_name)
+        if "version" in cls.__dict__:
+            check_version(cls.version)
         if cls.__dict__.get("sticky_active_group") is not None:
             check_sticky_active_group(cls.sticky_active_group)  # type: ignore[arg-type]
 
@@ -227,15 +231,22 @@ class ServiceActor(Actor):
         """Publish `payload` (a model or JSON value) on `events.{domain}.{action}`.
 
         Inside a handler, the request's trace id goes along (`Aegis-Trace-Id`).
+
+        Raises:
+            ValueError: a bad subject, or a payload that is not JSON (NaN and
+                infinities included).
         """
         check_event_subject(subject)
+        try:
+            data = to_json(payload, by_alias=True)
+        except PydanticSerializationError as exc:
+            raise ValueError(f"event payload for {subject} is not JSON: {exc}") from None
+        problem = non_json_number(data)
+        if problem is not None:
+            raise ValueError(f"event payload for {subject} is not JSON: {problem}")
         request = current_request()
         headers = {TRACE_ID_HEADER: request.trace_id} if request is not None else None
-        await self.nats.publish(
-            self.actor_instance.subjects.event(subject),
-            to_json(payload, by_alias=True),
-            headers=headers,
-        )
+        await self.nats.publish(self.actor_instance.subjects.event(subject), data, headers=headers)
 
     async def call(
         self,
@@ -605,7 +616,7 @@ class ServiceActor(Actor):
             body, reply_headers = error_reply(error)
         finally:
             _current_request.reset(token)
-        await self._reply(msg, body, reply_headers)
+        failure = await self._reply(msg, body, reply_headers) or failure
         stats.record(time.perf_counter_ns() - started, failure)
 
     async def _call_handler(self, endpoint: RpcEndpoint, msg: Msg, deadline: float | None) -> bytes:
@@ -636,13 +647,37 @@ class ServiceActor(Actor):
             return result.encode()
         return ok_reply_raw(endpoint.dump(result))
 
-    async def _reply(self, msg: Msg, body: bytes, headers: dict[str, str] | None = None) -> None:
+    async def _reply(
+        self, msg: Msg, body: bytes, headers: dict[str, str] | None = None
+    ) -> str | None:
+        """Send a reply; one the server would refuse as too large becomes a 500 saying so.
+
+        Returns the failure (for STATS) when it had to answer with that 500.
+        """
         if not msg.reply:
-            return  # published without a reply subject: nobody waits
+            return None  # published without a reply subject: nobody waits
+        nats = self.nats
+        failure = None
+        if len(body) > nats.max_payload:
+            # Dropped, it would leave the caller waiting for its whole timeout.
+            failure = f"500 INTERNAL: a reply of {len(body)} bytes is over max_payload"
+            self.actor_log.error(
+                "reply too large", subject=msg.subject, size=len(body), limit=nats.max_payload
+            )
+            body, headers = error_reply(
+                ServiceError.of(
+                    ErrorCode.INTERNAL,
+                    f"the reply of {len(body)} bytes is over the server's limit of "
+                    f"{nats.max_payload} bytes (max_payload)",
+                    size=len(body),
+                    limit=nats.max_payload,
+                )
+            )
         try:
-            await self.nats.publish(msg.reply, body, headers=headers)
+            await nats.publish(msg.reply, body, headers=headers)
         except Exception as exc:
             self.actor_log.warning("reply failed", subject=msg.subject, error=repr(exc))
+        return failure
 
     # -- events ------------------------------------------------------------------------
 
@@ -653,6 +688,10 @@ class ServiceActor(Actor):
             # Delivered just before this instance stepped down; the ACTIVE one
             # handles the group's events from now on.
             self.actor_log.warning("event dropped: instance is STANDBY", subject=subject)
+            return
+        problem = non_json_number(msg.data)
+        if problem is not None:
+            self.actor_log.warning("invalid event dropped", subject=subject, error=problem)
             return
         try:
             payload = None if handler.payload is None else handler.payload.validate_json(msg.data)

@@ -24,6 +24,10 @@ ERROR_HEADER: Final = "Nats-Service-Error"
 ERROR_CODE_HEADER: Final = "Nats-Service-Error-Code"
 #: Requests larger than this are refused with BAD_REQUEST before parsing.
 DEFAULT_MAX_REQUEST_BYTES: Final = 256 * 1024
+#: An error message goes in a header too; headers are meant to be short.
+MAX_ERROR_HEADER: Final = 512
+#: A 422 lists at most this many problems (a body may have thousands).
+MAX_PROBLEMS: Final = 20
 
 
 class ErrorCode(StrEnum):
@@ -127,11 +131,36 @@ class Reply:
 
 
 def error_reply(error: ServiceError) -> tuple[bytes, dict[str, str]]:
-    """Encode an error reply and its NATS micro error headers."""
-    body = to_json({"ok": False, "status": error.status, "error": error.to_dict()})
+    """Encode an error reply and its NATS micro error headers.
+
+    The body is JSON whatever the details hold: infinities and NaN become
+    strings, objects JSON cannot carry become their `str()`.
+    """
+    body = to_json(
+        {"ok": False, "status": error.status, "error": error.to_dict()},
+        inf_nan_mode="strings",
+        fallback=str,
+    )
     # Header values are one line; a message with newlines would break the frame.
-    one_line = " ".join(error.message.split())
+    one_line = _short(" ".join(error.message.split()), MAX_ERROR_HEADER)
     return body, {ERROR_CODE_HEADER: str(error.status), ERROR_HEADER: one_line}
+
+
+def non_json_number(data: bytes) -> str | None:
+    """Why `data` is not JSON if it holds `NaN` or `Infinity`, else None.
+
+    pydantic (like Python's `json`) reads and writes these constants, but they
+    are not JSON (RFC 8259): other clients cannot parse them. The substring
+    test keeps the usual case at one scan; only a body that has the letters
+    (perhaps inside a string) is parsed strictly.
+    """
+    if b"NaN" not in data and b"Infinity" not in data:
+        return None
+    try:
+        from_json(data, allow_inf_nan=False)
+    except ValueError as exc:
+        return f"{exc} (NaN and Infinity are not JSON numbers)"
+    return None
 
 
 def decode_reply(data: bytes) -> tuple[Any, int | None]:
@@ -189,14 +218,17 @@ def from_validation_error(exc: ValidationError, *, what: str = "body") -> Servic
         return ServiceError.of(ErrorCode.BAD_REQUEST, f"{what} is not valid JSON: {first['msg']}")
     if not first["loc"] and first["type"] in ("model_type", "dict_type", "model_attributes_type"):
         return ServiceError.of(ErrorCode.BAD_REQUEST, f"{what} must be a JSON object")
+    # Field names come from the request too: an unknown key may be 200 KiB long.
     problems = [
-        {"field": ".".join(str(p) for p in e["loc"]) or what, "message": e["msg"]} for e in errors
+        {"field": _short(".".join(str(p) for p in e["loc"]) or what), "message": e["msg"]}
+        for e in errors[:MAX_PROBLEMS]
     ]
     field = problems[0]["field"]
-    return ServiceError.of(
-        ErrorCode.VALIDATION_ERROR,
-        f"{field}: {first['msg']}",
-        field=field,
-        value=_short(first.get("input")),
-        errors=problems,
-    )
+    details: dict[str, Any] = {
+        "field": field,
+        "value": _short(first.get("input")),
+        "errors": problems,
+    }
+    if len(errors) > MAX_PROBLEMS:
+        details["moreErrors"] = len(errors) - MAX_PROBLEMS
+    return ServiceError.of(ErrorCode.VALIDATION_ERROR, f"{field}: {first['msg']}", **details)

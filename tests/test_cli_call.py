@@ -31,13 +31,20 @@ class TestCall:
             code, out, _ = await cli("call", "adder", "add", '{"a": 2, "b": 3}')
             assert (code, json.loads(out)) == (0, 5)
             reply: Any = await cli.json("call", "adder", "add", '{"a": 1, "b": 1}')
-            assert reply == {"ok": True, "data": 2}
+            # --json prints the envelope the service sent, status included.
+            assert reply == {"ok": True, "status": 200, "data": 2}
             code, _, err = await cli("call", "adder", "nope", "{}")
             assert code == 1
             assert "404 NOT_FOUND" in err
             code, _, err = await cli("call", "adder", "add", "{not json")
             assert code == 2
             assert "not JSON" in err
+            code, _, err = await cli("call", "adder", "add", '{"a": NaN, "b": 1}')
+            assert code == 2
+            assert "not JSON" in err
+            code, _, err = await cli("call", "Bad Name", "add", "{}")
+            assert code == 2
+            assert "Bad Name" in err
             code, _, err = await cli("call", "nobody-home", "add", "{}", "--timeout", "1")
             assert code == 1
             assert "503 SERVICE_UNAVAILABLE" in err

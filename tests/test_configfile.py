@@ -124,7 +124,10 @@ class TestMistakes:
                 "services[0].instances: Input should be a valid integer",
             ),
             (HELLO + "colour = 1\n", "services[0].colour: Extra inputs are not permitted"),
-            (HELLO + 'version = "1.0"\n', "services[0].version: String should match pattern"),
+            (
+                HELLO + 'version = "1.0"\n',
+                "services[0].version: Value error, version must be MAJOR.MINOR.PATCH",
+            ),
             (
                 '[[services]]\nclass = "no colon"\n',
                 "services[0].class: String should match pattern",

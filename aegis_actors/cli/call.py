@@ -11,6 +11,7 @@ from pydantic_core import from_json, to_json
 from aegis_actors.cli._client import (
     EXIT_FAILED,
     EXIT_NO_NATS,
+    EXIT_USAGE,
     client_options,
     connection_settings,
     print_json,
@@ -43,21 +44,24 @@ def main(args: argparse.Namespace) -> int:
     params: Any = None
     if args.params is not None:
         try:
-            params = from_json(args.params)
+            params = from_json(args.params, allow_inf_nan=False)
         except ValueError as exc:
             print(f"aegis call: PARAMS is not JSON: {exc}", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
 
     async def call() -> int:
         try:
             async with Client(nats=connection_settings(args), namespace=args.namespace) as client:
-                data = await client.call(
+                reply = await client.call(
                     args.service, args.method, params,
-                    timeout=args.timeout, idempotent=args.idempotent,
+                    timeout=args.timeout, idempotent=args.idempotent, envelope=True,
                 )  # fmt: skip
         except ServiceError as exc:
             report_error(args, exc)
             return EXIT_FAILED
+        except ValueError as exc:  # a bad service or method name, or timeout
+            print(f"aegis call: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         except NatsUnavailableError as exc:
             print(f"aegis: {exc}", file=sys.stderr)
             return EXIT_NO_NATS
@@ -65,9 +69,9 @@ def main(args: argparse.Namespace) -> int:
             print(f"aegis: {exc}", file=sys.stderr)
             return EXIT_FAILED
         if args.json:
-            print_json({"ok": True, "data": data})
+            print_json(reply)
         else:
-            print(to_json(data, indent=2).decode())
+            print(to_json(reply.get("data"), indent=2).decode())
         return 0
 
     return run(call)

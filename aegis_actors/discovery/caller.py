@@ -35,7 +35,7 @@ from typing import Any, Final
 
 import anyio
 from nats.aio.client import Client
-from pydantic_core import PydanticSerializationError, to_json
+from pydantic_core import PydanticSerializationError, from_json, to_json
 
 from aegis_actors.context import current_request
 from aegis_actors.discovery.settings import DiscoverySettings
@@ -51,6 +51,7 @@ from aegis_actors.wire import (
     ServiceError,
     deadline_header,
     decode_reply,
+    non_json_number,
 )
 
 _NULL: Final = b"null"
@@ -153,6 +154,7 @@ class Caller:
         timeout: float | None = None,
         idempotent: bool = False,
         discovery: bool = True,
+        envelope: bool = False,
     ) -> Any:
         """Call `method` of `service` with `params` (a model or JSON value); return its data.
 
@@ -162,6 +164,8 @@ class Caller:
             idempotent: the method may run twice, so a timed-out attempt may be
                 retried on another instance.
             discovery: False sends to the service's queue group instead.
+            envelope: return the whole success reply as a dict (`ok`, `status`,
+                `data`, `revision`), as the service sent it.
 
         Raises:
             ServiceError: the error reply of the method; or SERVICE_UNAVAILABLE
@@ -194,6 +198,9 @@ class Caller:
             payload = _NULL if params is None else to_json(params, by_alias=True)
         except PydanticSerializationError as exc:
             raise ValueError(f"params of {service}.{method} are not JSON: {exc}") from None
+        problem = non_json_number(payload)
+        if problem is not None:
+            raise ValueError(f"params of {service}.{method} are not JSON: {problem}")
         self.calls += 1
         cache = self.cache
         try:
@@ -202,7 +209,7 @@ class Caller:
                 requester = await self._start_requester()
             if not discovery or cache is None:
                 return await self._call_group(
-                    requester, service, method, payload, headers, timeout, idempotent
+                    requester, service, method, payload, headers, timeout, idempotent, envelope
                 )
             now = time.monotonic
             deadline = now() + timeout
@@ -248,7 +255,7 @@ class Caller:
                 else:
                     tally.calls += 1
                     tally.total_ns += time.perf_counter_ns() - started
-                    return decode_reply(msg.data)[0]
+                    return _result(msg.data, envelope)
                 finally:
                     left = outstanding[instance_id] - 1
                     if left:
@@ -279,6 +286,7 @@ class Caller:
         headers: dict[str, str],
         timeout: float,
         idempotent: bool,
+        envelope: bool,
     ) -> Any:
         subject = self._subjects.rpc(service, method)
         deadline = time.monotonic() + timeout
@@ -304,7 +312,7 @@ class Caller:
                     raise _deadline_exceeded(service, method, timeout) from None
                 self.retries += 1
                 continue
-            return decode_reply(msg.data)[0]
+            return _result(msg.data, envelope)
 
     # -- machinery ------------------------------------------------------------------------
 
@@ -369,6 +377,11 @@ class Caller:
             instances=instances,
             discovery=self.cache.statistics() if self.cache is not None else None,
         )
+
+
+def _result(reply: bytes, envelope: bool) -> Any:
+    data = decode_reply(reply)[0]
+    return from_json(reply) if envelope else data
 
 
 def _deadline_exceeded(service: str, method: str, timeout: float) -> ServiceError:

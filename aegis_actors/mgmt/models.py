@@ -19,11 +19,10 @@ from typing import Annotated, Any, Final
 from pydantic import AfterValidator, ConfigDict, Field, Strict, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from aegis_actors.models import Timestamp, WireModel
+from aegis_actors.models import VERSION_PATTERN, Timestamp, WireModel
 from aegis_actors.registry.models import ServiceInstance
 
 SERVICE_NAME_PATTERN: Final = re.compile(r"[a-z][a-z0-9-]{2,63}")
-VERSION_PATTERN: Final = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 INSTANCE_ID_PATTERN: Final = re.compile(r"([a-z][a-z0-9-]{2,63})-[0-9a-f]{8}")
 OWNER_MAX: Final = 100
 DESCRIPTION_MAX: Final = 500
