@@ -4,7 +4,8 @@ Subclass it, name the service, and declare methods with `@rpc` and handlers
 with `@event`. Each method is served on `aegis.rpc.{service}.{method}` (queue
 group = the service, so instances share the load) and on
 `aegis.inst.{instanceId}.{method}` (this instance only), and on any subjects
-`extra_subjects()` maps to it (the management API's `aegis.mgmt.*`). Requests go through
+`extra_subjects()` maps to it (the management API's `aegis.mgmt.*`; under an
+`extra_subjects_root()`, any other subject is a 404). Requests go through
 the actor's mailbox and are handled one at a time unless a method opts into
 `max_concurrency`. Bad requests, `ServiceError`s and unexpected exceptions all
 become error replies (SPEC section 5): the actor never crashes on a request.
@@ -95,6 +96,13 @@ PENDING_BYTES_LIMIT: Final = 64 * 1024 * 1024
 class _Event:
     msg: Msg
     handler: EventHandler
+
+
+@dataclass(frozen=True, slots=True)
+class _Unrouted:
+    """A request under `extra_subjects_root()` on none of `extra_subjects()`: answered 404."""
+
+    msg: Msg
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,12 +206,27 @@ class ServiceActor(Actor):
         replies, and each appears in `$SRV.INFO` as an endpoint of its own.
         The methods stay reachable on `aegis.rpc.{service}.{method}` too.
 
+        `aegis.mgmt.>` belongs to the `aegis-mgmt` service, which answers
+        every subject under it (see `extra_subjects_root`): choose subjects
+        outside it for a service of your own.
+
         Example:
 
             def extra_subjects(self) -> Mapping[str, str]:
-                return {self.actor_instance.subjects.mgmt("orders", "get"): "get_order"}
+                return {self.actor_instance.subjects.own("orders.get"): "get_order"}
         """
         return {}
+
+    def extra_subjects_root(self) -> str | None:
+        """A subject under which this service answers every request (None: no such subject).
+
+        The extra subjects under `{root}.` are then served by one subscription
+        to `{root}.>` in the service's queue group, so that a request on any
+        other subject under it gets one reply, 404 NOT_FOUND naming the
+        subjects there are (relative to the root), instead of NATS "no
+        responders". Only the extra subjects appear in `$SRV.INFO`.
+        """
+        return None
 
     async def on_config_changed(self, new: Any, old: Any) -> None:
         """The bound configuration changed (see `config_binding`); `self.configuration` is `new`.
@@ -354,6 +377,8 @@ class ServiceActor(Actor):
             )
 
     def _extra_routes(self, group: str) -> dict[str, _Route]:
+        root = self.extra_subjects_root()
+        self._root: str | None = None if root is None else check_subject(root) + "."
         routes = {}
         for subject, method in self.extra_subjects().items():
             endpoint = self._endpoints.rpc.get(method)
@@ -366,6 +391,8 @@ class ServiceActor(Actor):
             check_subject(subject)
             stats = EndpointStats(endpoint.name, subject, group, endpoint.description)
             routes[subject] = _Route(endpoint.name, stats)
+        prefix = self._root
+        self._rooted = sorted(s[len(prefix) :] for s in routes if prefix and s.startswith(prefix))
         return routes
 
     async def _subscribe(self, *, broadcasts: bool, requests: bool) -> None:
@@ -385,13 +412,24 @@ class ServiceActor(Actor):
         async def on_request(msg: Msg) -> None:
             await ref.tell(msg)
 
+        routes = self._routes
+
+        async def on_rooted(msg: Msg) -> None:
+            await ref.tell(msg if msg.subject in routes else _Unrouted(msg))
+
         group = queue_group(self.service_name)
         if requests:
-            serving = self._serving_subs
+            serving, root = self._serving_subs, self._root
             await subscribe(serving, ctx.subjects.rpc_all(self.service_name), group, on_request)
             await subscribe(serving, ctx.subjects.instance_all(self.instance_id), "", on_request)
-            for subject in self._routes:
-                await subscribe(serving, subject, group, on_request)
+            for subject in routes:
+                if root is None or not subject.startswith(root):
+                    await subscribe(serving, subject, group, on_request)
+            if root is not None:
+                # One subscription for the root's subjects, known or not: NATS
+                # gives every matching subscription a copy, so exact ones beside
+                # it would answer a known subject twice.
+                await subscribe(serving, f"{root}>", group, on_rooted)
         for handler in self._endpoints.events:
             if not (broadcasts if handler.broadcast else requests):
                 continue
@@ -470,6 +508,9 @@ class ServiceActor(Actor):
             return None
         if kind is _Event:
             await self._serve_event(message)
+            return None
+        if kind is _Unrouted:
+            await self._serve_unrouted(message.msg)
             return None
         if kind is HealthQuery:
             return await self._check_health()
@@ -565,6 +606,11 @@ class ServiceActor(Actor):
         self._running += 1
         self._idle = anyio.Event()
         self._tg.start_soon(self._run_limited, limiter, endpoint, stats, msg, started)
+
+    async def _serve_unrouted(self, msg: Msg) -> None:
+        assert self._root is not None  # only the root's subscription makes these
+        name = msg.subject[len(self._root) :]
+        await self._reply(msg, *error_reply(unknown_method(self.service_name, name, self._rooted)))
 
     def _standby_error(self) -> ServiceError:
         group = self._leadership.group if self._leadership is not None else None

@@ -139,6 +139,14 @@ class Subjects:
     def mgmt_all(self) -> str:
         return f"{self._pre}aegis.mgmt.*.*"
 
+    def mgmt_root(self) -> str:
+        """The management API's root: `aegis-mgmt` answers every subject under it."""
+        return f"{self._pre}aegis.mgmt"
+
+    def own(self, subject: str) -> str:
+        """A subject of a service's own choosing (`extra_subjects`), in this namespace."""
+        return f"{self._pre}{subject}"
+
     def event(self, subject: str) -> str:
         """The wire subject of an event subject or pattern (`events.order.created`)."""
         return f"{self._pre}{subject}"

@@ -283,6 +283,19 @@ class TestUpdate:
             reply = await mgmt.call("services", "update", update)
         assert error_of(reply) == (404, "NOT_FOUND")
 
+    async def test_a_blank_owner_is_a_422_and_nothing_changes(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as mgmt:
+            created = await mgmt.call("services", "create", ORDERS)
+            update = {"serviceName": "orders", "revision": created["revision"], "owner": "  "}
+            reply = await mgmt.call("services", "update", update)
+            kept = await mgmt.call("services", "get", {"serviceName": "orders"})
+        assert error_of(reply) == (422, "VALIDATION_ERROR")
+        assert reply["error"]["details"]["field"] == "owner"
+        assert kept["data"] == created["data"]
+        assert kept["revision"] == created["revision"]
+
     async def test_update_without_a_revision_is_a_422(
         self, nats_client: Client, mgmt_settings: InstanceSettings
     ) -> None:
@@ -378,6 +391,8 @@ BAD_CREATES: list[tuple[str, bytes, int, str | None]] = [
     ("name of 65", body(serviceName="a" * 65), 422, "serviceName"),
     ("owner of 101", body(owner="o" * 101), 422, "owner"),
     ("empty owner", body(owner=""), 422, "owner"),
+    ("blank owner", body(owner="   "), 422, "owner"),
+    ("blank owner of tabs and newlines", body(owner="\t\n "), 422, "owner"),
     ("description of 501", body(description="d" * 501), 422, "description"),
     *[
         (f"version {v!r}", body(version=v), 422, "version")
@@ -615,3 +630,71 @@ class TestServiceProtocol:
         subjects = Subjects(namespace)
         for resource, verb in VERBS:
             assert served[subjects.mgmt(resource, verb)] == (f"{resource}_{verb}", "aegis-mgmt")
+
+
+class TestUnknownSubjects:
+    """Any other `aegis.mgmt.>` subject gets one 404 naming the known verbs, never silence."""
+
+    @pytest.mark.parametrize(
+        "tail",
+        [
+            "widgets.create",  # unknown resource
+            "services.frobnicate",  # unknown verb
+            "services",  # a resource without a verb
+            "services.create.now",  # a known verb with one token too many
+            "services_create",  # a method name is not a management subject
+        ],
+    )
+    async def test_an_unknown_resource_or_verb_is_a_404_listing_the_known_ones(
+        self, nats_client: Client, mgmt_settings: InstanceSettings, tail: str
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as mgmt:
+            subject = f"{mgmt.subjects.mgmt_root()}.{tail}"
+            reply, headers = await mgmt.raw("", "", b"{}", subject=subject)
+            await mgmt.still_serving()
+        assert error_of(reply) == (404, "NOT_FOUND")
+        assert headers[ERROR_CODE_HEADER] == "404"
+        assert headers[ERROR_HEADER] == reply["error"]["message"]
+        assert tail in reply["error"]["message"]
+        details = reply["error"]["details"]
+        assert details["method"] == tail
+        assert {f"{r}.{v}" for r, v in VERBS} <= set(details["methods"])
+        assert {"apps.create", "configs.history"} <= set(details["methods"])
+        assert details["methods"] == sorted(details["methods"])
+
+    async def test_each_request_gets_exactly_one_reply_from_several_instances(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        """Known and unknown subjects alike: one instance of the queue group, one reply."""
+        async with management(nats_client, mgmt_settings, count=2) as mgmt:
+            inbox = nats_client.new_inbox()
+            replies = await nats_client.subscribe(inbox)
+            create = mgmt.subjects.mgmt("services", "create")
+            unknown = mgmt.subjects.mgmt("services", "frobnicate")
+            for subject in (create, unknown):
+                await nats_client.publish(subject, json.dumps(ORDERS).encode(), reply=inbox)
+            with anyio.fail_after(10):
+                got = [json.loads((await replies.next_msg(timeout=10)).data) for _ in range(2)]
+            # A second copy of either would come right behind the first ones.
+            with pytest.raises(TimeoutError):
+                await replies.next_msg(timeout=0.3)
+            stats = []
+            for running in mgmt.instances:
+                subject = f"$SRV.STATS.aegis-mgmt.{running.instance_id}"
+                msg = await nats_client.request(subject, b"", timeout=5)
+                stats.append(micro.ServiceStats.from_dict(json.loads(msg.data)))
+        assert sorted((r["status"], r.get("error", {}).get("code")) for r in got) == [
+            (201, None),
+            (404, "NOT_FOUND"),
+        ]
+        counted = [(e.subject, e.num_requests) for s in stats for e in s.endpoints]
+        assert [c for c in counted if c[1]] == [(create, 1)], "one instance counted it, once"
+
+    async def test_info_does_not_list_the_catch_all(
+        self, nats_client: Client, mgmt_settings: InstanceSettings
+    ) -> None:
+        async with management(nats_client, mgmt_settings) as mgmt:
+            iid = mgmt.instances[0].instance_id
+            reply = await nats_client.request(f"$SRV.INFO.aegis-mgmt.{iid}", b"", timeout=5)
+        info = micro.ServiceInfo.from_dict(json.loads(reply.data))
+        assert not [e.subject for e in info.endpoints if "*" in e.subject or ">" in e.subject]

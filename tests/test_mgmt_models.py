@@ -73,9 +73,32 @@ class TestServiceName:
 class TestOwnerAndDescription:
     """owner: 1-100 characters; description: 0-500 characters (code points, not bytes)."""
 
-    @given(st.text(min_size=1, max_size=100))
-    def test_an_owner_of_1_to_100_characters_is_accepted(self, owner: str) -> None:
+    @given(st.text(min_size=1, max_size=100).filter(str.strip))
+    @example(" team-a ")
+    def test_an_owner_of_1_to_100_characters_is_accepted_as_sent(self, owner: str) -> None:
         assert CreateService.model_validate(create(owner=owner)).owner == owner
+
+    @given(
+        st.text(alphabet=st.characters(categories=["Zs", "Zl", "Zp", "Cc"]), min_size=1).filter(
+            lambda s: not s.strip()
+        )
+    )
+    @example("   ")
+    @example("\t\n")
+    @example("\u00a0\u3000")
+    def test_a_blank_owner_is_refused_at_create_and_update(self, owner: str) -> None:
+        assert_rejected(CreateService, create(owner=owner), "owner")
+        update = {"serviceName": "orders", "revision": 1, "owner": owner}
+        problem = error(UpdateService, update)
+        assert (problem.status, problem.code) == (422, "VALIDATION_ERROR")
+        assert problem.details["field"] == "owner"
+        assert "blank" in problem.message
+
+    def test_a_blank_owner_already_stored_still_reads(self) -> None:
+        """Stored data is read as written: only requests are held to the new rule."""
+        stored = {**create(owner="   "), "createdAt": "2025-01-01T00:00:00Z"}
+        stored["updatedAt"] = stored["createdAt"]
+        assert ServiceDefinition.model_validate(stored).owner == "   "
 
     @given(st.one_of(st.just(""), st.text(min_size=101, max_size=300)))
     @example("x" * 101)
@@ -223,3 +246,9 @@ class TestListAndInstanceIds:
     )
     def test_a_malformed_instance_id_is_refused(self, instance_id: str) -> None:
         assert_rejected(GetInstance, {"instanceId": instance_id}, "instanceId")
+
+
+def test_a_key_sent_twice_keeps_its_last_value() -> None:
+    """Documented, not refused (README): checking for duplicates would cost every request."""
+    body = b'{"serviceName":"aaa","serviceName":"orders","owner":"x","version":"1.0.0"}'
+    assert CreateService.model_validate_json(body).service_name == "orders"

@@ -55,6 +55,20 @@ class Wildcard(Shelf):
         return {self.actor_instance.subjects.mgmt("books", "*"): "count"}
 
 
+class Rooted(Shelf):
+    """Answers everything under `shelf.`; keeps one extra subject outside it."""
+
+    def extra_subjects(self) -> Mapping[str, str]:
+        subjects = self.actor_instance.subjects
+        return {
+            subjects.own("shelf.books.add"): "add_book",
+            subjects.mgmt("books", "count"): "count",
+        }
+
+    def extra_subjects_root(self) -> str:
+        return self.actor_instance.subjects.own("shelf")
+
+
 @pytest.fixture
 def journal() -> Journal:
     return Journal()
@@ -167,3 +181,24 @@ class TestReply:
     def test_a_status_outside_2xx_is_refused(self, status: int) -> None:
         with pytest.raises(ValueError, match="2xx"):
             Reply(status=status)
+
+
+class TestExtraSubjectsRoot:
+    """Under `extra_subjects_root()`, a subject that maps to no method is a 404, not silence."""
+
+    async def test_known_subjects_answer_and_others_under_the_root_are_404(
+        self, settings: InstanceSettings, nats_client: Client, namespace: str
+    ) -> None:
+        subjects = Subjects(namespace)
+        async with ActorSystem() as system:
+            await start_instance(system, Rooted, settings)
+            added, _ = await ask(nats_client, subjects.own("shelf.books.add"), b'{"t": 1}')
+            outside, _ = await ask(nats_client, subjects.mgmt("books", "count"))
+            via_rpc, _ = await ask(nats_client, subjects.rpc("shelf", "count"))
+            unknown, headers = await ask(nats_client, subjects.own("shelf.books.burn"))
+        assert added["status"] == 201
+        assert outside["data"] == via_rpc["data"] == {"books": 3}
+        assert unknown["status"] == 404
+        assert unknown["error"]["code"] == "NOT_FOUND"
+        assert unknown["error"]["details"] == {"method": "books.burn", "methods": ["books.add"]}
+        assert headers[ERROR_CODE_HEADER] == "404"

@@ -33,7 +33,9 @@ def register(commands: Any) -> None:
 
     create = verbs.add_parser("create", parents=[options], help="create a definition")
     create.add_argument("service_name", metavar="NAME", help="^[a-z][a-z0-9-]{2,63}$")
-    create.add_argument("--owner", required=True, help="who answers for it (1-100 characters)")
+    create.add_argument(
+        "--owner", required=True, help="who answers for it (1-100 characters, not blank)"
+    )
     create.add_argument("--version", required=True, help="MAJOR.MINOR.PATCH")
     create.add_argument("--description", default="", help="what it does (0-500 characters)")
     create.set_defaults(handler=lambda args: execute(args, _create))

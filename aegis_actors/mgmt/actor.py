@@ -10,6 +10,9 @@
 | `aegis.mgmt.instances.list` | `{serviceName?}` | 200, `{items}` |
 | `aegis.mgmt.instances.get` | `{instanceId}` | 200, instance |
 
+A request on any other subject under `aegis.mgmt.` gets 404 NOT_FOUND
+listing the `{resource}.{verb}`s above.
+
 Run as many instances as you like: they share the subjects through the
 service's queue group, keep no state that matters (the listing index is a
 cache that checks itself against the bucket at every read), and every write
@@ -83,6 +86,11 @@ class ManagementService(ConfigurationApi):
             for resource, verbs in VERBS.items()
             for verb in verbs
         }
+
+    def extra_subjects_root(self) -> str:
+        # Any other `aegis.mgmt.>` subject (an unknown resource or verb) gets
+        # 404 naming the known ones, not "no responders" (SPEC section 5).
+        return self.actor_instance.subjects.mgmt_root()
 
     async def on_start(self) -> None:
         self._definitions: DefinitionStore | None = None

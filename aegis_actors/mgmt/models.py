@@ -46,6 +46,12 @@ def _version(value: str) -> str:
     return value
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank", "must not be blank (only whitespace)")
+    return value
+
+
 def _instance_id(value: str) -> str:
     if not INSTANCE_ID_PATTERN.fullmatch(value):
         raise PydanticCustomError(
@@ -55,7 +61,11 @@ def _instance_id(value: str) -> str:
 
 
 ServiceName = Annotated[str, Strict(), AfterValidator(_service_name)]
+#: A stored owner: what any earlier server may have written, so that reading it never fails.
 Owner = Annotated[str, Strict(), Field(min_length=1, max_length=OWNER_MAX)]
+#: An owner in a request: also not blank. Kept as sent (not stripped): what a
+#: client writes is what it reads back.
+NewOwner = Annotated[Owner, AfterValidator(_not_blank)]
 Description = Annotated[str, Strict(), Field(max_length=DESCRIPTION_MAX)]
 Version = Annotated[str, Strict(), AfterValidator(_version)]
 Revision = Annotated[int, Strict(), Field(ge=1)]
@@ -66,7 +76,10 @@ class ServiceDefinition(WireModel):
     """A service the fleet knows about: key `{serviceName}` of bucket `service-definitions`."""
 
     service_name: ServiceName = Field(description="Unique name; the key; never changes.")
-    owner: Owner = Field(description="Who answers for the service (1-100 characters).")
+    owner: Owner = Field(
+        description="Who answers for the service (1-100 characters, not only whitespace; "
+        "kept as sent, surrounding whitespace included)."
+    )
     description: Description = Field("", description="What the service does (0-500 characters).")
     version: Version = Field(description="Semantic version, MAJOR.MINOR.PATCH.")
     created_at: Timestamp = Field(description="Set by the server when the definition is created.")
@@ -102,7 +115,7 @@ class CreateService(ServerTimestamps):
     """`aegis.mgmt.services.create`: a definition without timestamps."""
 
     service_name: ServiceName
-    owner: Owner
+    owner: NewOwner
     description: Description = ""
     version: Version
 
@@ -129,7 +142,7 @@ class UpdateService(ServerTimestamps):
 
     service_name: ServiceName
     revision: Revision = Field(description="The definition's current revision (optimistic lock).")
-    owner: Owner | None = None
+    owner: NewOwner | None = None
     description: Description | None = None
     version: Version | None = None
 
