@@ -44,7 +44,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from aegis_actors.connection import ConnectionSettings
+from aegis_actors.connection import ConnectionSettings, split_urls
 from aegis_actors.errors import ConfigError
 from aegis_actors.instance import InstanceSettings, ServiceOptions
 from aegis_actors.service import ServiceActor
@@ -206,18 +206,37 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> L
 
 
 def apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """A copy of `raw` with `ENV_OVERRIDES` applied (a URL list is comma-separated)."""
-    result = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
+    """A copy of `raw` with `ENV_OVERRIDES` applied (a URL list is comma-separated).
+
+    An override under a key the file holds as something other than a table
+    (`nats = "nats://..."`) is not applied: validation then reports the file's
+    mistake, as it does without the variable.
+
+    Raises:
+        ConfigError: `AEGIS_NATS_URL` holds commas or spaces but no URL.
+    """
+    result = dict(raw)
     for variable, keys in ENV_OVERRIDES.items():
         value = environ.get(variable)
         if value is None or value == "":
             continue
-        target = result
+        target: Any = result
         for key in keys[:-1]:
-            target = target.setdefault(key, {})
-        is_url_list = keys == ("nats", "url") and "," in value
-        target[keys[-1]] = [u.strip() for u in value.split(",")] if is_url_list else value
+            node = target.get(key, {})
+            if not isinstance(node, dict):
+                break
+            target[key] = dict(node)  # a copy: `raw` stays as read
+            target = target[key]
+        else:
+            target[keys[-1]] = _url_value(variable, value) if keys == ("nats", "url") else value
     return result
+
+
+def _url_value(variable: str, value: str) -> str | list[str]:
+    urls = split_urls(value)
+    if not urls:
+        raise ConfigError(f"{variable}: no URL in {value!r}")
+    return urls[0] if len(urls) == 1 else urls
 
 
 def _describe(where: str, exc: ValidationError) -> str:

@@ -107,6 +107,14 @@ class ConnectionSettings(BaseModel):
         return Backoff(base=self.reconnect_wait_min, cap=self.reconnect_wait_max)
 
 
+def split_urls(text: str) -> list[str]:
+    """The URLs in comma-separated `text` (`--url`, `AEGIS_NATS_URL`), blanks dropped.
+
+    `"nats://a:4222, "` is one URL: a trailing comma is a slip, not a second server.
+    """
+    return [url.strip() for url in text.split(",") if url.strip()]
+
+
 Hook = Callable[[], Awaitable[None]]
 
 

@@ -82,6 +82,15 @@ class NatsServerError(AegisError, RuntimeError):
     """The embedded nats-server could not be found, started or stopped."""
 
 
+class PortInUseError(NatsServerError):
+    """The port asked of an embedded nats-server is taken; how to pick another is the caller's."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        super().__init__(f"cannot start nats-server: port {port} on {host} is already in use")
+
+
 class NatsUnavailableError(AegisError, OSError):
     """NATS could not be reached (the network family, as opposed to timeouts)."""
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 import sys
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 import structlog
+
+#: The levels `configure_logging` takes (the CLI's `--log-level` choices).
+LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 
 
 class LogFormat(StrEnum):

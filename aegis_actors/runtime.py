@@ -25,7 +25,7 @@ import structlog
 
 from aegis_actors.actor import Actor
 from aegis_actors.configfile import LoadedConfig
-from aegis_actors.errors import ActorStartError, NatsServerError
+from aegis_actors.errors import ActorStartError, NatsServerError, PortInUseError
 from aegis_actors.instance import InstancePlan, instance_spec, plan_instance
 from aegis_actors.ref import ActorRef
 from aegis_actors.server import NatsServer
@@ -144,7 +144,12 @@ async def run_fleet(
         try:
             fleet = await start_fleet(system, config)
         except NatsServerError as exc:
-            log.error("embedded nats-server did not start", error=str(exc))
+            hint = (
+                f": set another [embedded] port in {config.path}, or 0 for a free one"
+                if isinstance(exc, PortInUseError)
+                else ""
+            )
+            log.error("embedded nats-server did not start", error=f"{exc}{hint}")
             return 1
         except ActorStartError as exc:
             log.error("fleet did not start", error=_root_cause(exc))

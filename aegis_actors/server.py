@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-from aegis_actors.errors import NatsServerError
+from aegis_actors.errors import NatsServerError, PortInUseError
 
 BINARY_ENV: Final = "AEGIS_NATS_SERVER"
 _PORT_ATTEMPTS: Final = 3
@@ -148,14 +148,16 @@ class NatsServer:
 
         Ports picked here (client port 0, the monitoring port) can be taken by
         another process between picking and binding; then new ones are tried.
+
+        Raises:
+            PortInUseError: the client port asked for is taken (the caller says how
+                to ask for another: its option or config key).
+            NatsServerError: no binary, or the server did not start.
         """
         if self.running:
             raise NatsServerError(f"{self.name} is already running")
         if self.port != 0 and not port_is_free(self.port):
-            raise NatsServerError(
-                f"cannot start nats-server: port {self.port} on {LOOPBACK} is already in use "
-                "(pick another with --port, or 0 for a free one)"
-            )
+            raise PortInUseError(LOOPBACK, self.port)
         pick_port = self.port == 0  # a restart keeps the port it had
         for attempt in range(_PORT_ATTEMPTS):
             if pick_port:

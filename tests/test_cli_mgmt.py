@@ -184,6 +184,17 @@ class TestProcess:
         assert missing.returncode == 1
         assert "404 NOT_FOUND" in missing.stderr
 
+    async def test_a_trailing_comma_in_the_url_variable_is_dropped(
+        self, instance_settings: InstanceSettings, nats_url: str
+    ) -> None:
+        namespace = instance_settings.namespace
+        async with ActorSystem() as system:
+            await start_instance(system, ManagementService, instance_settings)
+            found = await anyio.to_thread.run_sync(
+                lambda: self.aegis("services", "list", url=f"{nats_url}, ", namespace=namespace)
+            )
+        assert found.returncode == 0, found.stderr
+
     def test_unreachable_nats_exits_3(self) -> None:
         url = f"nats://127.0.0.1:{free_port()}"
         result = self.aegis("services", "list", "--timeout", "0.5", url=url)

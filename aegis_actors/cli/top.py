@@ -10,7 +10,13 @@ import anyio
 from pydantic_core import to_json
 from rich.live import Live
 
-from aegis_actors.cli._client import EXIT_NO_NATS, client_options, connection_settings, console
+from aegis_actors.cli._client import (
+    EXIT_NO_NATS,
+    client_options,
+    connection_settings,
+    console,
+    seconds,
+)
 from aegis_actors.connection import connect
 from aegis_actors.errors import NatsUnavailableError
 from aegis_actors.eventloop import run
@@ -26,7 +32,7 @@ def register(commands: Any) -> None:
         "its instances with status, version, heartbeat age, call rate and errors.",
     )
     parser.add_argument(
-        "--interval", type=float, default=1.0, help="seconds between refreshes (default 1)"
+        "--interval", type=seconds, default=1.0, help="seconds between refreshes (default 1)"
     )
     parser.add_argument("--once", action="store_true", help="print one frame and exit")
     parser.set_defaults(handler=main)
