@@ -74,6 +74,7 @@ from aegis_actors.subjects import (
 from aegis_actors.wire import (
     DEADLINE_HEADER,
     DEFAULT_MAX_REQUEST_BYTES,
+    NOT_SERVED_HEADER,
     TRACE_ID_HEADER,
     ErrorCode,
     Reply,
@@ -579,7 +580,8 @@ class ServiceActor(Actor):
 
     async def _serve_request(self, msg: Msg) -> None:
         if self._standby:
-            await self._reply(msg, *error_reply(self._standby_error()))
+            group = self._leadership.group if self._leadership is not None else None
+            await self._reply(msg, *standby_refusal(self.instance_id, group))
             return
         started = time.perf_counter_ns()
         route = self._routes.get(msg.subject)
@@ -611,16 +613,6 @@ class ServiceActor(Actor):
         assert self._root is not None  # only the root's subscription makes these
         name = msg.subject[len(self._root) :]
         await self._reply(msg, *error_reply(unknown_method(self.service_name, name, self._rooted)))
-
-    def _standby_error(self) -> ServiceError:
-        group = self._leadership.group if self._leadership is not None else None
-        return ServiceError.of(
-            ErrorCode.SERVICE_UNAVAILABLE,
-            f"instance {self.instance_id} is STANDBY in sticky-active group {group!r}: "
-            "the ACTIVE instance takes the calls",
-            instanceId=self.instance_id,
-            stickyActiveGroup=group,
-        )
 
     async def _run_limited(
         self,
@@ -759,3 +751,23 @@ class ServiceActor(Actor):
             )
         finally:
             _current_request.reset(token)
+
+
+def standby_refusal(instance_id: str, group: str | None) -> tuple[bytes, dict[str, str]]:
+    """The reply of a STANDBY instance to a request that reached it: 503, not served.
+
+    Requests queued when an instance steps down reach it after it has
+    stopped serving. `NOT_SERVED_HEADER` tells callers that no handler ran,
+    so they send the request on to the ACTIVE instance.
+    """
+    body, headers = error_reply(
+        ServiceError.of(
+            ErrorCode.SERVICE_UNAVAILABLE,
+            f"instance {instance_id} is STANDBY in sticky-active group {group!r}: "
+            "the ACTIVE instance takes the calls",
+            instanceId=instance_id,
+            stickyActiveGroup=group,
+        )
+    )
+    headers[NOT_SERVED_HEADER] = "standby"
+    return body, headers

@@ -22,6 +22,9 @@ DEADLINE_HEADER: Final = "Aegis-Deadline"
 TRACE_ID_HEADER: Final = "Aegis-Trace-Id"
 ERROR_HEADER: Final = "Nats-Service-Error"
 ERROR_CODE_HEADER: Final = "Nats-Service-Error-Code"
+#: On an error reply: no handler ran (a STANDBY instance refused the request),
+#: so a caller may send it to another instance whatever the method does.
+NOT_SERVED_HEADER: Final = "Aegis-Not-Served"
 #: Requests larger than this are refused with BAD_REQUEST before parsing.
 DEFAULT_MAX_REQUEST_BYTES: Final = 256 * 1024
 #: An error message goes in a header too; headers are meant to be short.

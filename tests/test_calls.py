@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 
 from aegis_actors import (
     ActorSystem,
@@ -29,6 +30,8 @@ from aegis_actors.discovery.snapshot import DiscoveryCache
 from aegis_actors.kv import KVBucket
 from aegis_actors.registry.store import registry_bucket_spec
 from aegis_actors.server import NatsCluster, NatsServer
+from aegis_actors.service import standby_refusal
+from aegis_actors.subjects import Subjects
 from tests.discovery_support import (
     Front,
     instance_settings,
@@ -266,6 +269,31 @@ class TestRetries:
         assert info.value.message == "refused on purpose"
         assert shared["refused"] == 1
         assert (stats.retries, stats.failed) == (0, 1)
+
+    async def test_a_standby_refusal_goes_on_to_another_instance(
+        self, nats_url: str, namespace: str, nats_client: NatsClient
+    ) -> None:
+        # An instance still registered ACTIVE that refuses as a STANDBY does
+        # for requests queued at its step-down: no handler ran, so the call
+        # goes on to another instance, whatever the method.
+        standby = await register_ghost(nats_client, namespace, instance_id="echo-5ba4db1e")
+        refusals: list[str] = []
+
+        async def refuse(msg: Msg) -> None:
+            refusals.append(msg.subject)
+            body, headers = standby_refusal(standby, "primary")
+            await nats_client.publish(msg.reply, body, headers=headers)
+
+        await nats_client.subscribe(Subjects(namespace).instance_all(standby), cb=refuse)
+        await nats_client.flush()
+        async with ActorSystem() as system, client(nats_url, namespace) as c:
+            (echo,) = await start_fleet(system, 1, instance_settings(nats_url, namespace))
+            await c.wait_for_instances("echo", 2)
+            answers = {await c.call("echo", "whoami") for _ in range(4)}
+            stats = c.statistics()
+        assert answers == {echo.instance_id}
+        assert len(refusals) >= 1
+        assert (stats.failed, stats.retries) == (0, len(refusals))
 
     async def test_a_timeout_is_not_retried_unless_the_method_is_idempotent(
         self, nats_url: str, namespace: str

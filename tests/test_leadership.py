@@ -43,6 +43,7 @@ from aegis_actors.registry.store import registry_bucket_spec
 from aegis_actors.requester import Requester
 from aegis_actors.server import NatsServer
 from aegis_actors.subjects import Subjects
+from aegis_actors.wire import NOT_SERVED_HEADER
 from tests.discovery_support import Victims
 from tests.probes import Journal, LogJournal, watch_logs
 
@@ -496,13 +497,16 @@ class TestFencing:
                 await logs.wait_event("leadership lost: instance is STANDBY")
                 settings.settings["gate"].set()
                 held = json.loads((await hold.next_msg(timeout=5)).data)
-                refused = json.loads((await queued.next_msg(timeout=5)).data)
+                refusal = await queued.next_msg(timeout=5)
+                refused = json.loads(refusal.data)
                 assert told(journal)[leader] == (False, None)
         assert held == {"ok": True, "status": 200, "data": leader}
         # The service learnt of the step-down ahead of the queued request.
         assert refused["status"] == 503
         assert refused["error"]["code"] == "SERVICE_UNAVAILABLE"
         assert "STANDBY" in refused["error"]["message"]
+        # Callers learn that no handler ran, so they try the ACTIVE instance.
+        assert (refusal.headers or {}).get(NOT_SERVED_HEADER) == "standby"
 
     async def test_a_leader_that_cannot_reach_the_store_steps_down_before_its_key_can_expire(
         self, own_nats_server: NatsServer, namespace: str

@@ -35,6 +35,7 @@ from typing import Any, Final
 
 import anyio
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from pydantic_core import PydanticSerializationError, from_json, to_json
 
 from aegis_actors.context import current_request
@@ -46,6 +47,7 @@ from aegis_actors.requester import Requester
 from aegis_actors.subjects import Subjects, check_method_name, check_service_name
 from aegis_actors.wire import (
     DEADLINE_HEADER,
+    NOT_SERVED_HEADER,
     TRACE_ID_HEADER,
     ErrorCode,
     ServiceError,
@@ -255,7 +257,10 @@ class Caller:
                 else:
                     tally.calls += 1
                     tally.total_ns += time.perf_counter_ns() - started
-                    return _result(msg.data, envelope)
+                    if not _not_served(msg):
+                        return _result(msg.data, envelope)
+                    # A STANDBY refused it unrun: the registry has not said so yet.
+                    cache.evict(service, instance_id)
                 finally:
                     left = outstanding[instance_id] - 1
                     if left:
@@ -290,7 +295,7 @@ class Caller:
     ) -> Any:
         subject = self._subjects.rpc(service, method)
         deadline = time.monotonic() + timeout
-        timeouts = 0
+        timeouts = refusals = 0
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -310,6 +315,18 @@ class Caller:
                 timeouts += 1
                 if not idempotent or timeouts >= self._max_attempts:
                     raise _deadline_exceeded(service, method, timeout) from None
+                self.retries += 1
+                continue
+            if _not_served(msg):
+                # Queued at a STANDBY as it stepped down; the group now has
+                # only the ACTIVE instance (or nobody: no responders).
+                refusals += 1
+                if refusals >= self._max_attempts:
+                    raise ServiceError.of(
+                        ErrorCode.SERVICE_UNAVAILABLE,
+                        f"{refusals} instances of {service!r} refused {method!r} as STANDBY",
+                        service=service,
+                    )
                 self.retries += 1
                 continue
             return _result(msg.data, envelope)
@@ -377,6 +394,11 @@ class Caller:
             instances=instances,
             discovery=self.cache.statistics() if self.cache is not None else None,
         )
+
+
+def _not_served(msg: Msg) -> bool:
+    headers = msg.headers
+    return headers is not None and NOT_SERVED_HEADER in headers
 
 
 def _result(reply: bytes, envelope: bool) -> Any:
