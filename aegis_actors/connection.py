@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,22 @@ async def _nothing() -> None:
     return None
 
 
+def next_server_to_try(servers: Sequence[Any], backoff: Backoff) -> tuple[Any, float]:
+    """The server of the pool to reconnect to, and how long to wait first.
+
+    The one tried the fewest times since it last worked, so every server of a
+    cluster gets its turn: left to choose (None), nats-py takes the first of
+    its pool every time, and a client whose first server died stayed on it
+    for good while the rest of the cluster was up. The wait grows with that
+    server's failed attempts: a new outage tries each server after the shortest
+    wait before it waits longer for any.
+    """
+    if not servers:
+        return None, backoff.delay(0)
+    server = min(servers, key=lambda s: s.reconnects)
+    return server, backoff.delay(server.reconnects)
+
+
 async def connect(
     settings: ConnectionSettings,
     *,
@@ -156,8 +172,7 @@ async def connect(
         await on_reconnected()
 
     def next_server(servers: list[Any], info: dict[str, Any]) -> tuple[Any, float]:
-        attempts = min((s.reconnects for s in servers), default=0)
-        return None, backoff.delay(attempts)
+        return next_server_to_try(servers, backoff)
 
     options: dict[str, Any] = {
         "servers": settings.servers,

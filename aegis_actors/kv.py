@@ -19,6 +19,7 @@ from typing import Final
 import anyio
 import nats.errors
 import nats.js.errors
+import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
@@ -100,6 +101,15 @@ class BucketPosition:
     revision: int
 
 
+log = structlog.get_logger("aegis_actors.kv")
+
+#: Copies of each aegis bucket on a JetStream cluster: one server may be lost
+#: (or restarted for an upgrade) with no loss of data or of availability.
+CLUSTER_REPLICAS: Final = 3
+_NOT_CLUSTERED: Final = 10074  # "replicas > 1 not supported in non-clustered mode"
+_INSUFFICIENT_RESOURCES: Final = 10023  # fewer JetStream servers than replicas
+
+
 @dataclass(frozen=True, slots=True)
 class BucketSpec:
     """How a bucket must be configured; `ensure` creates or checks it."""
@@ -111,7 +121,46 @@ class BucketSpec:
     """Keys may carry their own TTL; expiry reaches watchers as a marker."""
     marker_ttl: float = 60.0
     """How long expiry markers stay (with `per_key_ttl`)."""
-    replicas: int = 1
+    replicas: int | None = None
+    """Copies of the bucket; None: `CLUSTER_REPLICAS` on a JetStream cluster
+    that has that many servers, else one."""
+
+
+async def _create(js: JetStreamContext, spec: BucketSpec) -> None:
+    """Create the bucket of `spec`; with `replicas=None`, replicated on a cluster.
+
+    The server knows whether it is clustered and how many JetStream servers
+    it has; the client does not (servers may not advertise each other), so
+    the bucket is asked for `CLUSTER_REPLICAS` copies and made with one if
+    the server cannot place them. This runs once, when the bucket is made.
+    """
+
+    def config(replicas: int) -> api.KeyValueConfig:
+        return api.KeyValueConfig(
+            bucket=spec.name,
+            description=spec.description or None,
+            history=spec.history,
+            direct=True,
+            replicas=replicas,
+            limit_marker_ttl=spec.marker_ttl if spec.per_key_ttl else None,
+        )
+
+    if spec.replicas is not None:
+        await js.create_key_value(config(spec.replicas))
+        return
+    try:
+        await js.create_key_value(config(CLUSTER_REPLICAS))
+    except nats.js.errors.APIError as exc:
+        if exc.err_code not in (_NOT_CLUSTERED, _INSUFFICIENT_RESOURCES):
+            raise
+        if exc.err_code == _INSUFFICIENT_RESOURCES:
+            log.warning(
+                "cluster cannot place the bucket's copies: made with one",
+                bucket=spec.name,
+                replicas=CLUSTER_REPLICAS,
+                error=exc.description,
+            )
+        await js.create_key_value(config(1))
 
 
 class KVBucket:
@@ -136,22 +185,21 @@ class KVBucket:
             try:
                 info = await js.stream_info(f"KV_{spec.name}")
             except nats.js.errors.NotFoundError:
-                config = api.KeyValueConfig(
-                    bucket=spec.name,
-                    description=spec.description or None,
-                    history=spec.history,
-                    direct=True,
-                    replicas=spec.replicas,
-                    limit_marker_ttl=spec.marker_ttl if spec.per_key_ttl else None,
-                )
                 try:
-                    await js.create_key_value(config)
+                    await _create(js, spec)
                 except nats.js.errors.BadRequestError:
                     # Another process created it first (racing start-ups).
                     info = await js.stream_info(f"KV_{spec.name}")
                 else:
                     return cls(js, spec.name, direct=True)
         cfg = info.config
+        if spec.replicas is None and cfg.num_replicas == 1 and info.cluster and info.cluster.name:
+            log.warning(
+                "bucket has one copy on a cluster: losing its server loses it",
+                bucket=spec.name,
+                cluster=info.cluster.name,
+                fix=f"nats stream edit KV_{spec.name} --replicas {CLUSTER_REPLICAS}",
+            )
         if spec.per_key_ttl and not (cfg.allow_msg_ttl and cfg.subject_delete_marker_ttl):
             raise ConfigError(
                 f"bucket {spec.name!r} exists without per-key TTL and delete markers, so "

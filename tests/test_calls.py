@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -424,8 +425,9 @@ class TestRegistryUnreachable:
         self, namespace: str
     ) -> None:
         with NatsCluster(3, name=f"{namespace}-cluster") as cluster:
-            # The registry is a one-replica stream: killing its node takes it
-            # away while the other nodes keep carrying requests.
+            # A registry made with one copy (aegis makes three on a cluster):
+            # killing its node takes it away while the other nodes keep
+            # carrying requests.
             stream_node, other = await registry_placement(cluster, namespace)
             nc = await connect(ConnectionSettings(url=other.url))
             try:
@@ -458,11 +460,12 @@ class TestRegistryUnreachable:
 
 
 async def registry_placement(cluster: NatsCluster, namespace: str) -> tuple[NatsServer, NatsServer]:
-    """The node holding the registry stream, and another one."""
+    """Make the registry with one copy; return the node holding it, and another one."""
     nc = await connect(ConnectionSettings(url=cluster.urls[0]))
     try:
         js = nc.jetstream(timeout=5)
-        bucket = await KVBucket.ensure(js, registry_bucket_spec(Buckets(namespace)))
+        spec = dataclasses.replace(registry_bucket_spec(Buckets(namespace)), replicas=1)
+        bucket = await KVBucket.ensure(js, spec)
         info = await js.stream_info(bucket.stream)
     finally:
         await nc.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +13,16 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from aegis_actors import Actor, ActorStartError, ActorSystem, NatsUnavailableError
+from aegis_actors.backoff import Backoff
 from aegis_actors.connection import (
     ConnectionActor,
     ConnectionSettings,
     GetStatus,
     WatchConnection,
     connect,
+    next_server_to_try,
 )
-from aegis_actors.server import NatsServer, free_port
+from aegis_actors.server import NatsCluster, NatsServer, free_port
 
 pytestmark = pytest.mark.nats
 
@@ -97,6 +101,57 @@ class TestConnectionActor:
         assert status.reconnects >= 1
         events = [e["event"] for e in logs]
         assert events.index("nats disconnected") < events.index("nats reconnected")
+
+
+class TestClusterFailover:
+    """A client of a cluster moves to a live server whichever server dies."""
+
+    def test_the_server_tried_least_is_next_and_waits_grow_with_its_failures(self) -> None:
+        backoff = Backoff(base=0.1, cap=5.0, jitter=0.0)
+        pool = [Server("nats://a:4222", 3), Server("nats://b:4222", 0), Server("nats://c:4222", 1)]
+        chosen, wait = next_server_to_try(pool, backoff)
+        assert (chosen.uri, wait) == ("nats://b:4222", pytest.approx(0.1))
+        pool[1].reconnects = 4
+        chosen, wait = next_server_to_try(pool, backoff)
+        assert (chosen.uri, wait) == ("nats://c:4222", pytest.approx(0.2))
+
+    async def test_killing_the_connected_server_three_times_moves_the_client_each_time(
+        self, namespace: str
+    ) -> None:
+        # Before the fix a client stayed on its dead server whenever nats-py's
+        # shuffled pool had it first (one time in three per kill).
+        with NatsCluster(3, name=f"{namespace}-failover") as cluster:
+            settings = ConnectionSettings(
+                url=list(cluster.urls), reconnect_wait_min=0.02, reconnect_wait_max=0.2
+            )
+            reconnected = anyio.Event()
+
+            async def on_reconnected() -> None:
+                reconnected.set()
+
+            client = await connect(settings, on_reconnected=on_reconnected)
+            try:
+                for _ in range(3):
+                    port = client.connected_url.port if client.connected_url else None
+                    (victim,) = [s for s in cluster.servers if s.port == port]
+                    await anyio.to_thread.run_sync(victim.kill)
+                    with anyio.fail_after(10):
+                        await reconnected.wait()
+                    reconnected = anyio.Event()
+                    assert client.connected_url is not None
+                    assert client.connected_url.port != port
+                    await client.flush(timeout=5)
+                    await anyio.to_thread.run_sync(functools.partial(victim.start, wait=False))
+            finally:
+                await client.close()
+
+
+@dataclass
+class Server:
+    """What nats-py passes a reconnect handler: a server's address and failed attempts."""
+
+    uri: str
+    reconnects: int
 
 
 class TestAuthentication:
