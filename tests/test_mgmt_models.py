@@ -44,6 +44,11 @@ def assert_rejected(model: type[BaseModel], body: dict[str, Any], field: str) ->
     assert problem.details["field"] == field
 
 
+#: Every character `str.strip()` removes: drawn from directly, because a
+#: filter over broader categories threw away too many draws (a flaky health check).
+WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+
+
 class TestServiceName:
     """`^[a-z][a-z0-9-]{2,63}$`, matched whole and in ASCII."""
 
@@ -78,11 +83,7 @@ class TestOwnerAndDescription:
     def test_an_owner_of_1_to_100_characters_is_accepted_as_sent(self, owner: str) -> None:
         assert CreateService.model_validate(create(owner=owner)).owner == owner
 
-    @given(
-        st.text(alphabet=st.characters(categories=["Zs", "Zl", "Zp", "Cc"]), min_size=1).filter(
-            lambda s: not s.strip()
-        )
-    )
+    @given(st.text(alphabet=st.sampled_from(WHITESPACE), min_size=1, max_size=100))
     @example("   ")
     @example("\t\n")
     @example("\u00a0\u3000")
