@@ -140,63 +140,76 @@ async def run_fleet(
     0 after a graceful stop; 1 if the fleet could not start or its root
     failed; 130 if a second signal cut the graceful stop short.
     """
-    async with ActorSystem(config.fleet.name) as system:
-        try:
-            fleet = await start_fleet(system, config)
-        except NatsServerError as exc:
-            hint = (
-                f": set another [embedded] port in {config.path}, or 0 for a free one"
-                if isinstance(exc, PortInUseError)
-                else ""
-            )
-            log.error("embedded nats-server did not start", error=f"{exc}{hint}")
-            return 1
-        except ActorStartError as exc:
-            log.error("fleet did not start", error=_root_cause(exc))
-            return 1
-        root = fleet.root
-        assert root is not None
-        if ready is not None:
-            await ready(fleet)
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            failed = False
-            async with anyio.create_task_group() as tg:
+    started: list[Fleet] = []
+    forced = False
+    try:
+        async with ActorSystem(config.fleet.name) as system:
+            try:
+                fleet = await start_fleet(system, config)
+            except NatsServerError as exc:
+                hint = (
+                    f": set another [embedded] port in {config.path}, or 0 for a free one"
+                    if isinstance(exc, PortInUseError)
+                    else ""
+                )
+                log.error("embedded nats-server did not start", error=f"{exc}{hint}")
+                return 1
+            except ActorStartError as exc:
+                log.error("fleet did not start", error=_root_cause(exc))
+                return 1
+            started.append(fleet)
+            root = fleet.root
+            assert root is not None
+            if ready is not None:
+                await ready(fleet)
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                failed = False
+                async with anyio.create_task_group() as tg:
 
-                async def watch_root() -> None:
-                    nonlocal failed
-                    reason = await root.wait_stopped()
-                    failed = True
-                    log.error("root supervisor stopped", reason=repr(reason))
-                    tg.cancel_scope.cancel()
-
-                async def first_signal() -> None:
-                    async for received in signals:
-                        log.info("stopping gracefully", signal=signal.Signals(received).name)
-                        break
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(watch_root)
-                tg.start_soon(first_signal)
-
-            forced = False
-            async with anyio.create_task_group() as tg:
-
-                async def second_signal() -> None:
-                    nonlocal forced
-                    async for _ in signals:
-                        forced = True
-                        log.warning("second signal: cancelling every actor now")
-                        system.cancel()
+                    async def watch_root() -> None:
+                        nonlocal failed
+                        reason = await root.wait_stopped()
+                        failed = True
+                        log.error("root supervisor stopped", reason=repr(reason))
                         tg.cancel_scope.cancel()
-                        return
 
-                tg.start_soon(second_signal)
-                await stop_fleet(system, fleet)
-                tg.cancel_scope.cancel()
-        if forced:
-            return 130
-        log.info("stopped", instances=fleet.instance_count)
-        return 1 if failed else 0
+                    async def first_signal() -> None:
+                        async for received in signals:
+                            log.info("stopping gracefully", signal=signal.Signals(received).name)
+                            break
+                        tg.cancel_scope.cancel()
+
+                    tg.start_soon(watch_root)
+                    tg.start_soon(first_signal)
+
+                async with anyio.create_task_group() as tg:
+
+                    async def second_signal() -> None:
+                        nonlocal forced
+                        async for _ in signals:
+                            forced = True
+                            log.warning("second signal: cancelling every actor now")
+                            # This cancels the code here too (it runs in the
+                            # system's task group): what must still happen
+                            # is after the `async with`.
+                            system.cancel()
+                            return
+
+                    tg.start_soon(second_signal)
+                    await stop_fleet(system, fleet)
+                    tg.cancel_scope.cancel()
+    finally:
+        # The embedded server is a process of its own session (a terminal's
+        # Ctrl-C does not reach it): whatever happened, it must not outlive us.
+        with anyio.CancelScope(shield=True):
+            for fleet in started:
+                if fleet.server is not None:
+                    await anyio.to_thread.run_sync(fleet.server.close)
+    if forced:
+        log.warning("stopped by a second signal", instances=fleet.instance_count)
+        return 130
+    log.info("stopped", instances=fleet.instance_count)
+    return 1 if failed else 0
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 from pydantic import BaseModel, Field
 
 from aegis_actors import ServiceActor, rpc
@@ -14,6 +15,17 @@ class Hello(ServiceActor):
     @rpc
     async def hi(self) -> str:
         return f"hi from {self.instance_id}"
+
+
+class Stubborn(ServiceActor):
+    """Takes as long as it may to stop: a second signal has to cut it short."""
+
+    service_name = "stubborn"
+    drain_timeout = 60.0
+
+    async def on_stop(self) -> None:
+        self.actor_log.info("stopping slowly")
+        await anyio.sleep_forever()
 
 
 class Limits(BaseModel):

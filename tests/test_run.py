@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -122,6 +123,39 @@ class TestServing:
             process.send_signal(signal.SIGINT)
             with anyio.fail_after(20):
                 assert await process.wait() == 0
+
+    async def test_a_second_signal_cuts_the_stop_short_exits_130_and_stops_the_server(
+        self, tmp_path: Path
+    ) -> None:
+        port = free_port()
+        path = tmp_path / "stubborn.toml"
+        path.write_text(
+            f'[embedded]\nport = {port}\n\n[[services]]\nclass = "tests.fleet_services:Stubborn"\n'
+        )
+        async with aegis("run", str(path)) as process:
+            await wait_for_event(process, "instance started")
+            process.send_signal(signal.SIGINT)
+            await wait_for_event(process, "stopping slowly")
+            process.send_signal(signal.SIGINT)
+            with anyio.fail_after(20):
+                assert await process.wait() == 130
+        # The embedded server went with it (it runs in a session of its own,
+        # so nothing else would have stopped it).
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+async def wait_for_event(process: Process, event: str) -> None:
+    """Read the JSON log lines (stderr) until one is `event`."""
+    assert process.stderr is not None
+    buffered = b""
+    with anyio.fail_after(20):
+        while True:
+            while b"\n" not in buffered:
+                buffered += await process.stderr.receive()
+            line, buffered = buffered.split(b"\n", 1)
+            if line.startswith(b"{") and json.loads(line)["event"] == event:
+                return
 
 
 class TestFailing:
