@@ -21,7 +21,10 @@ from aegis_actors import (
 )
 from aegis_actors.buckets import Buckets
 from aegis_actors.configuration.binding import ConfigBinding, ConfigBindingSettings
+from aegis_actors.configuration.live import ConfigActor
 from aegis_actors.configuration.store import ConfigurationStore
+from aegis_actors.errors import StoreUnavailableError
+from aegis_actors.watch import KeyChanged
 from tests.probes import Journal, watch_logs
 
 pytestmark = pytest.mark.nats
@@ -156,6 +159,35 @@ class TestLiveConfiguration:
             await store.create_configuration(app.id, "limits", "", {"max_quantity": 3})
             await journal.wait_for(lambda events: ("done", 3) in events)
         assert journal.of("changed") == [("changed", None, 3)]
+
+    async def test_a_change_made_while_the_config_actor_restarts_is_not_lost(
+        self,
+        instance_settings: InstanceSettings,
+        store: ConfigurationStore,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        app, _ = await store.create_application("desk", "")
+        config, revision = await store.create_configuration(
+            app.id, "limits", "", {"max_quantity": 10}
+        )
+        failed: list[int] = []
+        changed = ConfigActor._changed
+
+        async def times_out_once(actor: ConfigActor, entry: KeyChanged) -> None:
+            # The KV read of a change times out once: the actor crashes and
+            # its supervisor restarts it, after the change was written.
+            if entry.revision > revision and not failed:
+                failed.append(entry.revision)
+                raise StoreUnavailableError("simulated KV timeout")
+            await changed(actor, entry)
+
+        monkeypatch.setattr(ConfigActor, "_changed", times_out_once)
+        journal = Journal()
+        async with trader(instance_settings, journal):
+            await store.update_configuration(config.id, revision, None, None, {"max_quantity": 20})
+            await journal.wait_for(lambda events: ("done", 20) in events)
+        assert failed
+        assert journal.of("changed") == [("changed", 10, 20)]
 
     async def test_a_restarted_service_starts_with_the_latest_value(
         self, instance_settings: InstanceSettings, store: ConfigurationStore

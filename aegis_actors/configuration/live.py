@@ -15,7 +15,9 @@ that reaches the watch is validated against the binding's model and told to
 the service as a `ConfigChanged`; the service calls `on_config_changed(new,
 old)` from its mailbox, so changes come in order and never two at once. A
 value that fails the model is rejected for this service (logged, the old
-value kept); a deleted configuration keeps its last value (logged).
+value kept); a deleted configuration keeps its last value (logged). A
+restarted `ConfigActor` (after a KV timeout, say) tells the service the value
+it reads if it differs from the service's, so no change is lost.
 """
 
 from __future__ import annotations
@@ -70,7 +72,10 @@ class ConfigActor(Actor):
                 configuration=self.binding.name,
             )
         else:
-            self._accept(current, revision, tell=False)
+            # A restart (the service is running): a change that came while
+            # this actor was down would be skipped by the watch's replay (it
+            # is not newer than what is read here), so tell it now.
+            self._accept(current, revision, tell=ctx.service is not None)
         await self.topic.subscribe(self.actor_ref)
 
     async def on_receive(self, message: Any) -> Any:
