@@ -21,7 +21,7 @@ import anyio
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from aegis_actors.actor import Actor
 from aegis_actors.backoff import Backoff
@@ -65,7 +65,7 @@ class ConnectionSettings(BaseModel):
 
     url: str | list[str] = Field(
         "nats://127.0.0.1:4222",
-        description="Server URL, or a list of URLs of one cluster.",
+        description="Server URL, or a list of URLs of one cluster (or one comma-separated string).",
     )
     name: str | None = Field(None, description="Connection name shown by `nats server report`.")
     user: str | None = Field(None, description="User name (with `password`).")
@@ -85,6 +85,16 @@ class ConnectionSettings(BaseModel):
         10.0, gt=0, description="Seconds between client pings; 3 unanswered = disconnected."
     )
     drain_timeout: float = Field(5.0, gt=0, description="Seconds to drain on a graceful stop.")
+
+    @field_validator("url")
+    @classmethod
+    def _urls(cls, url: str | list[str]) -> str | list[str]:
+        # "a,b" in a file is the same as AEGIS_NATS_URL=a,b: two servers, and
+        # a blank entry is a slip; nats-py would refuse either at connect time.
+        urls = split_urls(url) if isinstance(url, str) else [u.strip() for u in url if u.strip()]
+        if not urls:
+            raise ValueError("needs at least one NATS server URL")
+        return urls[0] if len(urls) == 1 else urls
 
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> ConnectionSettings:

@@ -113,6 +113,13 @@ max_quantity = 7
         config = load_config(write(HELLO), environ={"AEGIS_NATS_URL": "nats://x:1,,nats://y:2,"})
         assert config.connection().servers == ["nats://x:1", "nats://y:2"]
 
+    def test_a_comma_separated_url_in_the_file_is_a_list_of_servers(self, write: Write) -> None:
+        path = write('[nats]\nurl = "nats://x:1, nats://y:2,"\n' + HELLO)
+        config = load_config(path, environ={})
+        assert config.connection().servers == ["nats://x:1", "nats://y:2"]
+        path = write('[nats]\nurl = ["nats://x:1", " "]\n' + HELLO)
+        assert load_config(path, environ={}).connection().servers == ["nats://x:1"]
+
 
 class TestMistakes:
     """Each mistake is a ConfigError with the file, the key and what was expected."""
@@ -176,6 +183,7 @@ class TestMistakes:
                 '[nats]\nurl = "nats://x"\npassword = "p"\n' + HELLO,
                 "nats: Value error, password needs user",
             ),
+            ('[nats]\nurl = " , "\n' + HELLO, "nats.url: Value error, needs at least one"),
             (
                 "[embedded]\nport = 70000\n" + HELLO,
                 "embedded.port: Input should be less than or equal to 65535",
