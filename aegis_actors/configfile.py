@@ -67,8 +67,8 @@ class NatsConfig(ConnectionSettings):
 
     url: str | list[str] | None = Field(  # type: ignore[assignment]
         None,
-        description="Server URL, or a list of URLs of one cluster; omit to start an "
-        "embedded nats-server.",
+        description="Server URL, or a list of URLs of one cluster (or one comma-separated "
+        "string); omit to start an embedded nats-server.",
     )
 
 

@@ -88,9 +88,11 @@ class ConnectionSettings(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _urls(cls, url: str | list[str]) -> str | list[str]:
+    def _urls(cls, url: str | list[str] | None) -> str | list[str] | None:
         # "a,b" in a file is the same as AEGIS_NATS_URL=a,b: two servers, and
         # a blank entry is a slip; nats-py would refuse either at connect time.
+        if url is None:  # a config file's `[nats]` without `url`: embedded server
+            return None
         urls = split_urls(url) if isinstance(url, str) else [u.strip() for u in url if u.strip()]
         if not urls:
             raise ValueError("needs at least one NATS server URL")
