@@ -295,4 +295,24 @@ def _load_service(where: str, index: int, entry: ServiceConfig) -> LoadedService
                 f"{where}: ", f"{where}: services[{index}].settings."
             )
             raise ConfigError(details) from None
+        unknown = _unknown_settings(cls.Settings, entry.settings)
+        if unknown:
+            raise ConfigError(
+                f"{where}: services[{index}].settings.{unknown[0]}: not a setting of "
+                f"{cls.Settings.__name__} (its settings: "
+                f"{', '.join(cls.Settings.model_fields) or 'none'})"
+            )
     return LoadedService(entry, cls)
+
+
+def _unknown_settings(model: type[BaseModel], settings: Mapping[str, Any]) -> list[str]:
+    """Keys of `settings` that `model` would drop without a word (pydantic ignores
+    extra keys by default): in a config file they are typos, which must not pass."""
+    if model.model_config.get("extra") == "allow":
+        return []
+    known: set[str] = set()
+    for name, field in model.model_fields.items():
+        if field.validation_alias is not None and not isinstance(field.validation_alias, str):
+            return []  # AliasPath / AliasChoices: cannot tell, so do not guess
+        known.update(a for a in (name, field.alias, field.validation_alias) if isinstance(a, str))
+    return [key for key in settings if key not in known]

@@ -185,6 +185,12 @@ class TestMistakes:
             ),
             ('[nats]\nurl = " , "\n' + HELLO, "nats.url: Value error, needs at least one"),
             (
+                '[[services]]\nclass = "tests.fleet_services:Configured"\n[services.settings]\n'
+                "max_quantity = 5\nmax_quantiy = 7\n",
+                "services[0].settings.max_quantiy: not a setting of Limits (its settings: "
+                "max_quantity)",
+            ),
+            (
                 "[embedded]\nport = 70000\n" + HELLO,
                 "embedded.port: Input should be less than or equal to 65535",
             ),
