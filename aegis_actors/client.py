@@ -232,7 +232,9 @@ class Client:
         Needs discovery mode `watch` (the watch is what tells of new instances).
 
         Raises:
-            TimeoutError: fewer than `count` within `timeout` seconds.
+            TimeoutError: fewer than `count` within `timeout` seconds (the
+                message names the service, the count waited for and the
+                count seen).
         """
         check_service_name(service)
         cache = self._require_cache()
@@ -243,7 +245,16 @@ class Client:
             view = snapshot.get(service)
             return view is not None and len(view.ids) >= count
 
-        await cache.wait_for(enough, timeout=timeout)
+        try:
+            await cache.wait_for(enough, timeout=timeout)
+        except TimeoutError:
+            view = cache.snapshot.get(service)
+            seen = len(view.ids) if view is not None else 0
+            why = view.describe() if view is not None else "none registered"
+            raise TimeoutError(
+                f"waited {timeout:g} s for {count} callable instance(s) of {service!r}, "
+                f"saw {seen} ({why})"
+            ) from None
         return tuple(cache.snapshot[service].ids)
 
     def statistics(self) -> CallStatistics:

@@ -26,6 +26,8 @@ from aegis_actors.supervisor import (
     StartChild,
     Supervisor,
     TerminateChild,
+    WhichChildren,
+    child_path,
 )
 
 log = structlog.get_logger("aegis_actors.system")
@@ -127,7 +129,23 @@ class ActorSystem:
         return ref
 
     async def stop(self, ref: ActorRef) -> None:
-        """Stop a top-level actor for good and wait until it has stopped."""
+        """Stop a top-level actor for good and wait until it has stopped.
+
+        A top-level actor that has already stopped is left as it is.
+
+        Raises:
+            ValueError: `ref` is not a top-level actor of this system (a child
+                of another actor is stopped through its supervisor, with
+                `TerminateChild`).
+        """
+        children = await self._root.ask(WhichChildren(), timeout=None)
+        if not any(child.ref is ref for child in children):
+            if not ref.is_alive and ref.path == child_path("/", ref.name):
+                return
+            raise ValueError(
+                f"{ref.path} is not a top-level actor of actor system {self.name!r}; "
+                "stop it through its supervisor (TerminateChild)"
+            )
         await self._root.ask(TerminateChild(ref.name), timeout=None)
         await ref.wait_stopped()
 

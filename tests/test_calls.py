@@ -77,6 +77,23 @@ class TestDiscovery:
         assert stats.discovery is not None
         assert (stats.discovery.loads, stats.discovery.misses, stats.discovery.hits) == (0, 0, 1)
 
+    async def test_waiting_for_more_instances_than_there_are_says_how_many_it_saw(
+        self, nats_url: str, namespace: str
+    ) -> None:
+        async with client(nats_url, namespace) as c, ActorSystem() as system:
+            await start_fleet(system, 1, instance_settings(nats_url, namespace))
+            await c.wait_for_instances("echo")
+            with pytest.raises(TimeoutError) as info:
+                await c.wait_for_instances("echo", 2, timeout=0.2)
+            with pytest.raises(TimeoutError) as nobody:
+                await c.wait_for_instances("nobody", timeout=0.1)
+        assert str(info.value) == (
+            "waited 0.2 s for 2 callable instance(s) of 'echo', saw 1 (1 registered: 1 ACTIVE)"
+        )
+        assert str(nobody.value) == (
+            "waited 0.1 s for 1 callable instance(s) of 'nobody', saw 0 (none registered)"
+        )
+
     async def test_a_gracefully_stopped_instance_is_dropped_and_no_call_fails(
         self, nats_url: str, namespace: str
     ) -> None:

@@ -21,4 +21,5 @@ async def test_the_tour_runs_to_completion() -> None:
     assert result.returncode == 0, out + result.stderr.decode()
     assert "created order-service" in out
     assert "20/20 calls succeeded right after the kill" in out
-    assert "placed 6 orders (5 accepted, 1 rejected by risk)" in out
+    assert "placed 26 orders (25 accepted, 1 rejected by risk):" in out
+    assert "6 one by one, then 20 right after an instance was killed" in out

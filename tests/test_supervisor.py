@@ -280,6 +280,18 @@ class TestShutdown:
             assert list(await children(sup)) == ["a", "c"]
             assert await sup.ask(TerminateChild("b")) is False
 
+    async def test_system_stop_refuses_an_actor_that_is_not_top_level(self) -> None:
+        journal = Journal()
+        async with ActorSystem() as system:
+            sup = await system.spawn(lambda: tree(journal, Strategy.ONE_FOR_ONE), name="sup")
+            refs = await children(sup)
+            with anyio.fail_after(5), pytest.raises(ValueError, match="/sup/b is not a top-level"):
+                await system.stop(refs["b"])
+            assert refs["b"].is_alive
+            await system.stop(sup)
+            assert not sup.is_alive
+            await system.stop(sup)  # already stopped: nothing to do
+
 
 class TestSpecs:
     """Every child spec is validated before any child starts."""

@@ -62,6 +62,17 @@ class ManagementClient:
     def __init__(
         self, client: Client, *, namespace: str = "", timeout: float = DEFAULT_TIMEOUT
     ) -> None:
+        """Send requests over `client`.
+
+        Args:
+            client: a connected nats-py client (`nats.aio.client.Client`), not an
+                aegis `Client`: pass `aegis_client.nats` (a started
+                `aegis_actors.Client`'s connection) or the result of
+                `await aegis_actors.connection.connect(ConnectionSettings(url=...))`.
+                The caller owns it: this object never closes it.
+            namespace: the fleet's namespace (prefix of the `aegis.mgmt.*` subjects).
+            timeout: seconds each request may take (sent as its `Aegis-Deadline`).
+        """
         self.client = client
         self.subjects = Subjects(namespace)
         self.timeout = timeout

@@ -13,6 +13,12 @@ from aegis_actors.subjects import check_service_name
 
 
 class InstanceStatus(StrEnum):
+    """An instance's state as it writes it in its registry record (`status`).
+
+    Callers never call an UNHEALTHY instance, nor a STANDBY one in a service
+    whose instances carry a sticky-active group.
+    """
+
     ACTIVE = "ACTIVE"
     """Serving calls."""
     UNHEALTHY = "UNHEALTHY"
