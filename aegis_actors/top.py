@@ -32,6 +32,7 @@ from aegis_actors.models import utc_now
 from aegis_actors.registry.models import InstanceStatus, ServiceInstance
 from aegis_actors.registry.store import RegistryStore
 from aegis_actors.subjects import ControlVerb, control
+from aegis_actors.text import plural
 
 #: Seconds an instance gets to answer `$SRV.STATS` before it shows as "?".
 STATS_TIMEOUT: Final = 0.5
@@ -172,7 +173,7 @@ def render(view: FleetView) -> RenderableType:
             ("aegis top", "bold"),
             f"  {view.url}",
             f"  namespace {view.namespace}" if view.namespace else "",
-            f"  {len(view.services)} services, {count} instances",
+            f"  {plural(len(view.services), 'service')}, {plural(count, 'instance')}",
             f"  {view.at.strftime('%H:%M:%S')} UTC",
         )
     ]

@@ -178,7 +178,7 @@ class TestFailing:
             code = await process.wait()
             stdout = await rest(process.stdout)
         assert code == 0
-        assert "OK: 1 services, 2 instances, against an embedded nats-server" in stdout
+        assert "OK: 1 service, 2 instances, against an embedded nats-server" in stdout
 
     async def test_an_unreachable_server_exits_1_saying_so(self, tmp_path: Path) -> None:
         url = f"nats://127.0.0.1:{free_port()}"

@@ -10,6 +10,7 @@ from aegis_actors.configfile import load_config
 from aegis_actors.errors import ConfigError
 from aegis_actors.eventloop import run as run_loop
 from aegis_actors.runtime import Fleet, run_fleet
+from aegis_actors.text import plural
 
 
 def register(commands: Any) -> None:
@@ -43,15 +44,15 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.check:
         print(
-            f"{args.config}: OK: {len(config.services)} services, {count} instances, "
-            f"against {where}"
+            f"{args.config}: OK: {plural(len(config.services), 'service')}, "
+            f"{plural(count, 'instance')}, against {where}"
         )
         return 0
 
     async def ready(running: Fleet) -> None:
         names = ", ".join(f"{s.name} x{s.config.instances}" for s in config.services)
         print(
-            f"aegis: {running.instance_count} instances running ({names}) against "
+            f"aegis: {plural(running.instance_count, 'instance')} running ({names}) against "
             f"{running.url}; Ctrl-C stops them",
             flush=True,
         )
