@@ -232,11 +232,13 @@ def apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]
     return result
 
 
-def _url_value(variable: str, value: str) -> str | list[str]:
+def _url_value(variable: str, value: str) -> list[str]:
+    # ConnectionSettings makes a list of one URL a string; an empty one is
+    # refused here, where the variable can be named.
     urls = split_urls(value)
     if not urls:
         raise ConfigError(f"{variable}: no URL in {value!r}")
-    return urls[0] if len(urls) == 1 else urls
+    return urls
 
 
 def _describe(where: str, exc: ValidationError) -> str:

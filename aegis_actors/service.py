@@ -46,7 +46,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import BaseModel, ValidationError
-from pydantic_core import PydanticSerializationError, to_json
 
 from aegis_actors.actor import Actor, serve_until
 from aegis_actors.configuration.binding import ConfigBinding, ConfigChanged
@@ -79,6 +78,7 @@ from aegis_actors.wire import (
     ErrorCode,
     Reply,
     ServiceError,
+    encode_json,
     error_reply,
     non_json_number,
     ok_reply_raw,
@@ -262,12 +262,9 @@ class ServiceActor(Actor):
         """
         check_event_subject(subject)
         try:
-            data = to_json(payload, by_alias=True)
-        except PydanticSerializationError as exc:
-            raise ValueError(f"event payload for {subject} is not JSON: {exc}") from None
-        problem = non_json_number(data)
-        if problem is not None:
-            raise ValueError(f"event payload for {subject} is not JSON: {problem}")
+            data = encode_json(payload)
+        except ValueError as exc:
+            raise ValueError(f"event payload for {subject} is {exc}") from None
         request = current_request()
         headers = {TRACE_ID_HEADER: request.trace_id} if request is not None else None
         await self.nats.publish(self.actor_instance.subjects.event(subject), data, headers=headers)

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-SERVICE_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9-]{2,63}$")
+#: A service name (SPEC section 6); instance ids are `{serviceName}-{8 hex digits}`.
+SERVICE_NAME: Final = r"[a-z][a-z0-9-]{2,63}"
+SERVICE_NAME_RE: Final = re.compile(rf"^{SERVICE_NAME}$")
 METHOD_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
 NAMESPACE_RE: Final = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 #: One token of a KV key (`service-leadership.{service}.{group}`), readable in logs.

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from pydantic import ValidationError
-from pydantic_core import from_json, to_json
+from pydantic_core import PydanticSerializationError, from_json, to_json
 
 from aegis_actors.errors import AegisError
 
@@ -147,6 +147,23 @@ def error_reply(error: ServiceError) -> tuple[bytes, dict[str, str]]:
     # Header values are one line; a message with newlines would break the frame.
     one_line = _short(" ".join(error.message.split()), MAX_ERROR_HEADER)
     return body, {ERROR_CODE_HEADER: str(error.status), ERROR_HEADER: one_line}
+
+
+def encode_json(value: Any) -> bytes:
+    """`value` (a model or JSON value) as JSON bytes to send.
+
+    Raises:
+        ValueError: "not JSON: ...": it cannot be serialised, or it holds NaN
+            or an infinity (callers say what the value was).
+    """
+    try:
+        data = to_json(value, by_alias=True)
+    except PydanticSerializationError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    problem = non_json_number(data)
+    if problem is not None:
+        raise ValueError(f"not JSON: {problem}")
+    return data
 
 
 def non_json_number(data: bytes) -> str | None:

@@ -135,9 +135,8 @@ def nats_urls(text: str) -> list[str]:
 
 def connection_settings(args: argparse.Namespace) -> ConnectionSettings:
     """Where `--url` points (one URL, or several of a cluster), tried for `--timeout`."""
-    urls: list[str] = args.url
     return ConnectionSettings(
-        url=urls[0] if len(urls) == 1 else urls,
+        url=args.url,  # a list from `nats_urls`; one URL becomes a string there
         initial_connect_timeout=args.timeout,
         connect_timeout=min(args.timeout, 2.0),
     )

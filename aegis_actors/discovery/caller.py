@@ -36,7 +36,7 @@ from typing import Any, Final
 import anyio
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from pydantic_core import PydanticSerializationError, from_json, to_json
+from pydantic_core import from_json
 
 from aegis_actors.context import current_request
 from aegis_actors.discovery.settings import DiscoverySettings
@@ -53,7 +53,7 @@ from aegis_actors.wire import (
     ServiceError,
     deadline_header,
     decode_reply,
-    non_json_number,
+    encode_json,
 )
 
 _NULL: Final = b"null"
@@ -197,12 +197,9 @@ class Caller:
                     )
                 timeout = left
         try:
-            payload = _NULL if params is None else to_json(params, by_alias=True)
-        except PydanticSerializationError as exc:
-            raise ValueError(f"params of {service}.{method} are not JSON: {exc}") from None
-        problem = non_json_number(payload)
-        if problem is not None:
-            raise ValueError(f"params of {service}.{method} are not JSON: {problem}")
+            payload = _NULL if params is None else encode_json(params)
+        except ValueError as exc:
+            raise ValueError(f"params of {service}.{method} are {exc}") from None
         self.calls += 1
         cache = self.cache
         try:

@@ -21,9 +21,9 @@ from pydantic_core import PydanticCustomError
 
 from aegis_actors.models import VERSION_PATTERN, Timestamp, WireModel
 from aegis_actors.registry.models import ServiceInstance
+from aegis_actors.subjects import SERVICE_NAME, SERVICE_NAME_RE
 
-SERVICE_NAME_PATTERN: Final = re.compile(r"[a-z][a-z0-9-]{2,63}")
-INSTANCE_ID_PATTERN: Final = re.compile(r"([a-z][a-z0-9-]{2,63})-[0-9a-f]{8}")
+INSTANCE_ID_PATTERN: Final = re.compile(rf"({SERVICE_NAME})-[0-9a-f]{{8}}")
 OWNER_MAX: Final = 100
 DESCRIPTION_MAX: Final = 500
 DEFAULT_PAGE: Final = 100
@@ -31,7 +31,7 @@ MAX_PAGE: Final = 1000
 
 
 def _service_name(value: str) -> str:
-    if not SERVICE_NAME_PATTERN.fullmatch(value):
+    if not SERVICE_NAME_RE.fullmatch(value):
         raise PydanticCustomError(
             "service_name",
             "must be 3-64 characters: lowercase letters, digits and '-', starting with a "
