@@ -128,6 +128,7 @@ def split_urls(text: str) -> list[str]:
 
 
 Hook = Callable[[], Awaitable[None]]
+ErrorHook = Callable[[Exception], Awaitable[None]]
 
 
 async def _nothing() -> None:
@@ -156,11 +157,13 @@ async def connect(
     on_disconnected: Hook = _nothing,
     on_reconnected: Hook = _nothing,
     on_closed: Hook | None = None,
+    on_error: ErrorHook | None = None,
 ) -> Client:
     """Connect with `settings`; retried until `initial_connect_timeout`.
 
     The hooks are awaited (after logging) when the client loses its server,
-    gets one back, and closes for good.
+    gets one back, and closes for good; `on_error` with each error the client
+    reports, such as the server's permissions violations (which close nothing).
 
     Raises:
         NatsUnavailableError: no server could be reached in time.
@@ -168,9 +171,11 @@ async def connect(
     backoff = settings.reconnect_backoff()
     last_error: list[BaseException] = []
 
-    async def on_error(error: Exception) -> None:
+    async def report_error(error: Exception) -> None:
         last_error[:] = [error]
         log.warning("nats error", error=repr(error))
+        if on_error is not None:
+            await on_error(error)
 
     async def disconnected() -> None:
         if client.is_closed:
@@ -195,7 +200,7 @@ async def connect(
         "ping_interval": settings.ping_interval,
         "max_outstanding_pings": 3,
         "drain_timeout": settings.drain_timeout,
-        "error_cb": on_error,
+        "error_cb": report_error,
         "disconnected_cb": disconnected,
         "reconnected_cb": reconnected,
     }
@@ -319,10 +324,12 @@ class ConnectionActor(Actor):
         settings: ConnectionSettings,
         *,
         on_connected: Callable[[Client, ActorRef], None] | None = None,
+        on_error: ErrorHook | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
         self._on_connected = on_connected
+        self._on_error = on_error
         self._client: Client | None = None
         self._stopping = False
         self._watchers: list[ActorRef] = []
@@ -351,6 +358,7 @@ class ConnectionActor(Actor):
             on_disconnected=on_disconnected,
             on_reconnected=on_reconnected,
             on_closed=on_closed,
+            on_error=self._on_error,
         )
         if self._on_connected is not None:
             self._on_connected(self._client, self.actor_ref)

@@ -16,7 +16,7 @@ from aegis_actors.buckets import Buckets
 from aegis_actors.errors import NatsUnavailableError
 from aegis_actors.leadership.models import Leadership
 from aegis_actors.ref import ActorRef
-from aegis_actors.registry.models import InstanceStatus
+from aegis_actors.registry.models import BoundConfiguration, InstanceStatus
 from aegis_actors.subjects import Subjects
 from aegis_actors.wire import TRACE_ID_HEADER
 
@@ -60,6 +60,8 @@ class InstanceContext:
     serving: bool = True
     """The service takes requests: False for a standby of a sticky-active group, until
     its service has subscribed to its request subjects as the ACTIVE instance."""
+    bound_configuration: BoundConfiguration | None = None
+    """Which configuration the service follows (written in its registry record)."""
     configuration: Any = None
     """The bound configuration's value (kept current by the `ConfigActor`)."""
     configuration_revision: int = 0

@@ -46,7 +46,7 @@ from aegis_actors.leadership.tree import leadership_children
 from aegis_actors.models import check_version
 from aegis_actors.ref import ActorRef
 from aegis_actors.registry.heartbeat import HeartbeatActor, HeartbeatSettings
-from aegis_actors.registry.models import new_instance_id
+from aegis_actors.registry.models import BoundConfiguration, new_instance_id
 from aegis_actors.service import ServiceActor
 from aegis_actors.subjects import Subjects, check_namespace, check_sticky_active_group
 from aegis_actors.supervisor import AutoShutdown, ChildSpec, Supervisor
@@ -162,6 +162,7 @@ class InstancePlan:
 
     def context(self) -> InstanceContext:
         s = self.settings
+        binding = self.config_binding
         return InstanceContext(
             service_name=self.service_cls.service_name,
             instance_id=self.instance_id,
@@ -172,6 +173,11 @@ class InstancePlan:
             metadata=dict(s.metadata),
             sticky_active_group=self.sticky_active_group,
             kv_timeout=s.kv_timeout,
+            bound_configuration=(
+                None
+                if binding is None
+                else BoundConfiguration(application=binding.application, name=binding.name)
+            ),
         )
 
 

@@ -41,6 +41,8 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "NOT_FOUND"
     ALREADY_EXISTS = "ALREADY_EXISTS"
     REVISION_CONFLICT = "REVISION_CONFLICT"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    """The connection's NATS credentials may not publish to that subject."""
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     INTERNAL = "INTERNAL"
@@ -52,6 +54,7 @@ STATUS: Final[dict[str, int]] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.ALREADY_EXISTS: 409,
     ErrorCode.REVISION_CONFLICT: 409,
+    ErrorCode.PERMISSION_DENIED: 403,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.DEADLINE_EXCEEDED: 504,
     ErrorCode.INTERNAL: 500,

@@ -194,6 +194,7 @@ class HeartbeatActor(Actor):
                 if ctx.leadership is not None and status is InstanceStatus.ACTIVE
                 else None
             ),
+            configuration=ctx.bound_configuration,
             last_heartbeat=utc_now(),
             metadata={"host": socket.gethostname(), "pid": os.getpid(), **ctx.metadata},
         )

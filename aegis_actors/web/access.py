@@ -1,0 +1,175 @@
+"""What the monitor's NATS credentials may write, and the server's permission violations.
+
+Before a page offers an edit form it should know whether the edit can succeed.
+The server says what a connection may publish: `$SYS.REQ.USER.INFO` answers
+any connected user with its own account and permissions (nats-server 2.10+).
+The write subjects of the management API are matched against them here, the
+way the server does (deny wins; a non-empty allow list must match).
+
+What the server refuses anyway (an older server, permissions reloaded since)
+comes back as an asynchronous `-ERR 'Permissions Violation for Publish to
+"..."'`, which nats-py hands to its error callback and nothing else: a request
+on that subject just waits for its whole timeout. `Violations` turns it into
+an immediate answer for whoever waits on that subject, and marks the
+resource read-only from then on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+import anyio
+import nats.errors
+from nats.aio.client import Client
+from pydantic_core import from_json
+
+from aegis_actors.subjects import Subjects
+
+USER_INFO_SUBJECT: Final = "$SYS.REQ.USER.INFO"
+USER_INFO_TIMEOUT: Final = 2.0
+WRITE_VERBS: Final = ("create", "update", "delete")
+#: The management API's resources that can be written, as the pages group them.
+WRITABLE: Final = ("services", "apps", "configs")
+_VIOLATION: Final = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Whether the literal `subject` falls under `pattern` (`*` one token, `>` the rest)."""
+    wanted = pattern.split(".")
+    tokens = subject.split(".")
+    for n, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > n
+        if n >= len(tokens) or (token != "*" and token != tokens[n]):
+            return False
+    return len(tokens) == len(wanted)
+
+
+def may_publish(permissions: Mapping[str, Any] | None, subject: str) -> bool:
+    """Whether a user with `permissions` (as USER.INFO reports them) may publish `subject`."""
+    if not permissions:
+        return True  # no permissions block: everything is allowed
+    publish = permissions.get("publish") or {}
+    allow = publish.get("allow") or []
+    deny = publish.get("deny") or []
+    if allow and not any(subject_matches(p, subject) for p in allow):
+        return False
+    return not any(subject_matches(p, subject) for p in deny)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteAccess:
+    """Per writable resource, whether the credentials may create, update and delete."""
+
+    resources: Mapping[str, bool]
+    known: bool
+    """False when the server did not say (then writes are assumed allowed until refused)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"resources": dict(self.resources), "known": self.known}
+
+    def denied(self, resource: str) -> WriteAccess:
+        return WriteAccess({**self.resources, resource: False}, self.known)
+
+
+ASSUMED: Final = WriteAccess(dict.fromkeys(WRITABLE, True), known=False)
+
+
+def write_subjects(subjects: Subjects, resource: str) -> list[str]:
+    return [subjects.mgmt(resource, verb) for verb in WRITE_VERBS]
+
+
+def access_from_user_info(reply: bytes, subjects: Subjects) -> WriteAccess:
+    """`WriteAccess` from a USER.INFO reply; `ASSUMED` if it says nothing usable."""
+    try:
+        info = from_json(reply)
+    except ValueError:
+        return ASSUMED
+    data = info.get("data") if isinstance(info, dict) else None
+    if not isinstance(data, dict) or info.get("error"):
+        return ASSUMED
+    permissions = data.get("permissions")
+    if permissions is not None and not isinstance(permissions, dict):
+        return ASSUMED
+    return WriteAccess(
+        {
+            resource: all(may_publish(permissions, s) for s in write_subjects(subjects, resource))
+            for resource in WRITABLE
+        },
+        known=True,
+    )
+
+
+def resource_of(subjects: Subjects, subject: str) -> str | None:
+    """The writable resource whose write subject `subject` is, else None."""
+    for resource in WRITABLE:
+        if subject in write_subjects(subjects, resource):
+            return resource
+    return None
+
+
+def denied_subject(error: Exception) -> str | None:
+    """The subject of a permissions violation the server reported, else None."""
+    found = _VIOLATION.search(str(error))
+    return found.group(1) if found else None
+
+
+class Violations:
+    """Permission violations on one connection, handed to whoever waits on their subject.
+
+    Its one writer is the connection's error hook (`report`).
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, list[anyio.Event]] = {}
+
+    def report(self, error: Exception) -> str | None:
+        """Wake the waiters of the violated subject; return that subject (None: no violation)."""
+        subject = denied_subject(error)
+        if subject is not None:
+            for event in self._waiting.get(subject, ()):
+                event.set()
+        return subject
+
+    @contextmanager
+    def watching(self, subject: str) -> Iterator[anyio.Event]:
+        """An event set if the server refuses a publish to `subject` while inside."""
+        event = anyio.Event()
+        self._waiting.setdefault(subject, []).append(event)
+        try:
+            yield event
+        finally:
+            waiters = self._waiting[subject]
+            waiters.remove(event)
+            if not waiters:
+                del self._waiting[subject]
+
+
+async def ask_write_access(
+    client: Client, subjects: Subjects, violations: Violations
+) -> WriteAccess:
+    """Ask the server what the connection may publish; `ASSUMED` if it does not answer."""
+    with violations.watching(USER_INFO_SUBJECT) as refused:
+        result = ASSUMED
+        async with anyio.create_task_group() as tg:
+
+            async def ask() -> None:
+                nonlocal result
+                try:
+                    reply = await client.request(USER_INFO_SUBJECT, b"", timeout=USER_INFO_TIMEOUT)
+                    result = access_from_user_info(reply.data, subjects)
+                except (nats.errors.Error, TimeoutError):
+                    pass  # an older server, or no permission to ask: assume until refused
+                tg.cancel_scope.cancel()
+
+            async def denied() -> None:
+                await refused.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(ask)
+            tg.start_soon(denied)
+    return result
