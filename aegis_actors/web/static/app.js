@@ -5,7 +5,7 @@ import { fill, h, setText } from "./dom.js";
 import { fleetView } from "./fleet.js";
 import { instanceView, serviceView } from "./details.js";
 import { currentView, route, startRouter } from "./router.js";
-import { connect, store, subscribe } from "./store.js";
+import { applyAccess, connect, store, subscribe } from "./store.js";
 
 function notFound(main) {
   fill(
@@ -47,6 +47,7 @@ subscribe((change) => {
   if (change.type === "stream" || change.type === "status" || change.type === "snapshot") showConnection();
   const view = currentView();
   if (view && view.update) view.update(change);
+  if (change.type === "access" || change.type === "snapshot") applyAccess();
 });
 
 showConnection();

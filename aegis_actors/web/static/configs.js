@@ -5,13 +5,7 @@ import { listAll, mgmt } from "./api.js";
 import { badge, fill, h, plural, when } from "./dom.js";
 import { confirmDialog, conflictPanel, field, fieldError, showReply } from "./forms.js";
 import { navigate } from "./router.js";
-import { canWrite, store } from "./store.js";
-
-function readOnlyNote(id) {
-  return canWrite("configs") && canWrite("apps")
-    ? null
-    : h("p", { class: "read-only", id }, "Read-only: this monitor's NATS credentials may not write applications or configurations.");
-}
+import { needsWrite, readOnlyNote, store } from "./store.js";
 
 function problem(section, reply) {
   fill(section, h("div", { class: "alert", role: "alert" }, `${reply.status} ${reply.error.code}: ${reply.error.message}`));
@@ -124,14 +118,14 @@ export function applicationsView(main) {
   const name = field({ name: "name", label: "Name", hint: "Lowercase letters, digits and '-', 3-64 characters.", required: true, autocomplete: "off" });
   const comments = field({ name: "comments", label: "Comments", multiline: true, rows: 2 });
   const alertEl = h("div", { class: "alert", role: "alert", hidden: true });
-  const note = readOnlyNote("apps-read-only");
-  const save = h("button", { type: "submit", class: "primary", disabled: !canWrite("apps"), "aria-describedby": note ? "apps-read-only" : null }, "Create application");
+  const note = readOnlyNote("apps", "apps-read-only");
+  const save = needsWrite(h("button", { type: "submit", class: "primary" }, "Create application"), "apps", note.id);
   const form = h("form", { novalidate: true, "aria-labelledby": "new-app-heading" }, name.wrapper, comments.wrapper, alertEl, note, h("div", { class: "buttons" }, save));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     save.disabled = true;
     const reply = await mgmt("apps", "create", { name: name.input.value, comments: comments.input.value });
-    save.disabled = false;
+    needsWrite(save, "apps");
     if (reply.ok) navigate(`/configurations/${encodeURIComponent(reply.data.id)}`);
     else showReply(reply, [name, comments], alertEl);
   });
@@ -139,9 +133,6 @@ export function applicationsView(main) {
   load();
   return {
     title: "Configurations",
-    update(change) {
-      if (change.type === "access") save.disabled = !canWrite("apps");
-    },
     unmount() {
       alive = false;
     },
@@ -166,7 +157,7 @@ export function applicationView(main, { app }) {
       return problem(list, got);
     }
     application = got.data;
-    const note = readOnlyNote("app-read-only");
+    const note = readOnlyNote("apps", "app-read-only");
     fill(
       head,
       crumbs([application.name, null]),
@@ -182,13 +173,11 @@ export function applicationView(main, { app }) {
       h(
         "div",
         { class: "buttons" },
-        h(
+        needsWrite(h(
           "button",
           {
             type: "button",
             class: "danger",
-            disabled: !canWrite("apps"),
-            "aria-describedby": note ? "app-read-only" : null,
             onclick: () =>
               confirmDialog({
                 title: `Delete the application ${application.name}?`,
@@ -202,7 +191,7 @@ export function applicationView(main, { app }) {
               }),
           },
           "Delete application…",
-        ),
+        ), "apps", note.id),
       ),
     );
     const configs = await listAll("configs", { applicationId: app });
@@ -250,16 +239,16 @@ export function applicationView(main, { app }) {
     const comments = field({ name: "comments", label: "Comments", multiline: true, rows: 2 });
     const editor = jsonEditor({ label: "Value (JSON)", value: {} });
     const alertEl = h("div", { class: "alert", role: "alert", hidden: true });
-    const writable = canWrite("configs");
-    const save = h("button", { type: "submit", class: "primary", disabled: !writable }, "Create configuration");
-    const form = h("form", { novalidate: true, "aria-labelledby": "new-config-heading" }, name.wrapper, comments.wrapper, editor.wrapper, alertEl, h("div", { class: "buttons" }, save));
+    const note = readOnlyNote("configs", "new-config-read-only");
+    const save = needsWrite(h("button", { type: "submit", class: "primary" }, "Create configuration"), "configs", note.id);
+    const form = h("form", { novalidate: true, "aria-labelledby": "new-config-heading" }, name.wrapper, comments.wrapper, editor.wrapper, alertEl, note, h("div", { class: "buttons" }, save));
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const config = editor.check();
       if (!config) return editor.input.focus(); // refused here: never sent
       save.disabled = true;
       const reply = await mgmt("configs", "create", { applicationId: app, name: name.input.value, comments: comments.input.value, config });
-      save.disabled = false;
+      needsWrite(save, "configs");
       if (reply.ok) navigate(`/configurations/${encodeURIComponent(app)}/${encodeURIComponent(reply.data.id)}`);
       else showReply(reply, [name, comments, editor], alertEl);
     });
@@ -312,11 +301,9 @@ export function configurationView(main, { app, config }) {
     const editor = jsonEditor({ label: "Value (JSON)", value: configuration.config });
     const alertEl = h("div", { class: "alert", role: "alert", hidden: true });
     const conflict = h("div", { class: "conflict-slot" });
-    const note = readOnlyNote("config-read-only");
-    const writable = canWrite("configs");
-    const describedBy = note ? "config-read-only" : null;
-    const save = h("button", { type: "submit", class: "primary", disabled: !writable, "aria-describedby": describedBy }, "Save configuration");
-    const remove = h("button", { type: "button", class: "danger", disabled: !writable, "aria-describedby": describedBy, onclick: () => confirmDelete() }, "Delete configuration…");
+    const note = readOnlyNote("configs", "config-read-only");
+    const save = needsWrite(h("button", { type: "submit", class: "primary" }, "Save configuration"), "configs", note.id);
+    const remove = needsWrite(h("button", { type: "button", class: "danger", onclick: () => confirmDelete() }, "Delete configuration…"), "configs", note.id);
     const form = h(
       "form",
       { novalidate: true, "aria-labelledby": "value-heading" },
@@ -335,7 +322,7 @@ export function configurationView(main, { app, config }) {
       save.disabled = true;
       conflict.replaceChildren();
       const reply = await mgmt("configs", "update", { id: config, revision: base, comments: comments.input.value, config: value });
-      save.disabled = false;
+      needsWrite(save, "configs");
       if (reply.ok) {
         configuration = reply.data;
         drawEditor(reply.revision, true);

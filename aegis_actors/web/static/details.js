@@ -6,7 +6,7 @@ import { lineChart } from "./chart.js";
 import { ago, badge, count, fill, h, ms, setText, when } from "./dom.js";
 import { confirmDialog, definitionDialog, definitionForm } from "./forms.js";
 import { navigate } from "./router.js";
-import { canWrite, instancesOf, now, store } from "./store.js";
+import { instancesOf, needsWrite, now, readOnlyNote, store } from "./store.js";
 
 const SAMPLE_MS = 2000;
 const WINDOW_MS = 5 * 60 * 1000;
@@ -62,8 +62,9 @@ function pageSampler(kind, id, onSample) {
 }
 
 function charts() {
-  const throughput = lineChart({ label: "Throughput", format: (v) => `${v < 10 ? v.toFixed(1) : Math.round(v)}/s`, windowMs: WINDOW_MS });
-  const latency = lineChart({ label: "Average latency", format: ms, windowMs: WINDOW_MS });
+  const short = (v) => String(Number(v.toPrecision(3)));
+  const throughput = lineChart({ label: "Throughput", format: (v) => `${short(v)}/s`, windowMs: WINDOW_MS });
+  const latency = lineChart({ label: "Average latency", format: (v) => `${short(v)} ms`, windowMs: WINDOW_MS });
   const el = h(
     "section",
     { "aria-labelledby": "charts-heading", class: "panel" },
@@ -194,16 +195,15 @@ export function serviceView(main, { name }) {
   function drawDefinition() {
     if (editing) return;
     const item = store.definitions.get(name);
-    const writable = canWrite("services");
-    const note = writable ? null : h("p", { class: "read-only", id: "definition-read-only" }, "Read-only: this monitor's NATS credentials may not write service definitions.");
-    const describedBy = writable ? null : "definition-read-only";
+    const note = readOnlyNote("services", "definition-read-only");
+    const guard = (button) => needsWrite(button, "services", note.id);
     if (!item) {
       fill(
         defSection,
         h("h2", { id: "definition-heading" }, "Definition"),
         h("p", {}, "This service has no definition."),
         note,
-        h("div", { class: "buttons" }, h("button", { type: "button", class: "primary", disabled: !writable, "aria-describedby": describedBy, onclick: () => definitionDialog(name) }, "Define this service")),
+        h("div", { class: "buttons" }, guard(h("button", { type: "button", class: "primary", onclick: () => definitionDialog(name) }, "Define this service"))),
       );
       return;
     }
@@ -224,8 +224,8 @@ export function serviceView(main, { name }) {
       h(
         "div",
         { class: "buttons" },
-        h("button", { type: "button", disabled: !writable, "aria-describedby": describedBy, onclick: edit }, "Edit definition"),
-        h("button", { type: "button", class: "danger", disabled: !writable, "aria-describedby": describedBy, onclick: () => remove(item) }, "Delete definition…"),
+        guard(h("button", { type: "button", onclick: edit }, "Edit definition")),
+        guard(h("button", { type: "button", class: "danger", onclick: () => remove(item) }, "Delete definition…")),
       ),
     );
   }
@@ -300,7 +300,7 @@ export function serviceView(main, { name }) {
   return {
     title: name,
     update(change) {
-      if (change.type === "snapshot" || change.type === "access" || (change.type === "definition" && change.name === name)) drawDefinition();
+      if (change.type === "snapshot" || (change.type === "definition" && change.name === name)) drawDefinition();
       if (change.type === "snapshot" || change.type === "stats" || ((change.type === "instance" || change.type === "gone") && change.id.startsWith(`${name}-`))) drawInstances();
     },
     unmount() {

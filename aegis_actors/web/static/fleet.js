@@ -3,18 +3,18 @@
 
 import { ago, badge, count, fill, h, plural, setText } from "./dom.js";
 import { definitionDialog } from "./forms.js";
-import { canWrite, now, store } from "./store.js";
+import { needsWrite, now, readOnlyNote, store } from "./store.js";
 
 export function fleetView(main) {
   const groups = new Map(); // serviceName -> {section, list, heading parts}
   const cards = new Map(); // instanceId -> {el, parts}
   const summary = h("p", { class: "summary", id: "fleet-summary" });
-  const newButton = h(
-    "button",
-    { type: "button", class: "primary", onclick: () => definitionDialog() },
-    "New service definition",
+  const readOnly = readOnlyNote("services", "definitions-read-only");
+  const newButton = needsWrite(
+    h("button", { type: "button", class: "primary", onclick: () => definitionDialog() }, "New service definition"),
+    "services",
+    readOnly.id,
   );
-  const readOnly = h("p", { class: "read-only", id: "definitions-read-only", hidden: true });
   const empty = h("p", { class: "empty", hidden: true }, "No instance is registered and no service is defined yet.");
   const servicesEl = h("div", { class: "services" });
   fill(
@@ -72,7 +72,7 @@ export function fleetView(main) {
       requests: h("dd", { class: "num" }),
       errors: h("dd", { class: "num" }),
     };
-    parts.leadershipRow = h("div", {}, h("dt", {}, "Leadership"), parts.leadership);
+    parts.leadershipRow = h("div", { class: "wide" }, h("dt", {}, "Leadership"), parts.leadership);
     const el = h(
       "li",
       { class: "card-item", dataset: { instance: record.instanceId } },
@@ -90,9 +90,9 @@ export function fleetView(main) {
           {},
           h("div", {}, h("dt", {}, "Version"), parts.version),
           h("div", {}, h("dt", {}, "Heartbeat"), parts.age),
-          parts.leadershipRow,
           h("div", {}, h("dt", {}, "Requests"), parts.requests),
           h("div", {}, h("dt", {}, "Errors"), parts.errors),
+          parts.leadershipRow,
         ),
       ),
     );
@@ -156,12 +156,6 @@ export function fleetView(main) {
         (store.namespace ? ` · namespace ${store.namespace}` : ""),
     );
     empty.hidden = services.size > 0 || !store.loaded;
-    const writable = canWrite("services");
-    newButton.disabled = !writable;
-    readOnly.hidden = writable;
-    setText(readOnly, "Read-only: this monitor's NATS credentials may not write service definitions.");
-    if (!writable) newButton.setAttribute("aria-describedby", "definitions-read-only");
-    else newButton.removeAttribute("aria-describedby");
   }
 
   function renderAll() {
@@ -239,7 +233,6 @@ export function fleetView(main) {
       else if (change.type === "instance" || change.type === "gone") schedule(`i:${change.id}`, change);
       else if (change.type === "definition") schedule(`d:${change.name}`, change);
       else if (change.type === "stats") schedule("stats", change);
-      else if (change.type === "access") updateHeader();
     },
     unmount() {
       clearInterval(ticker);

@@ -4,6 +4,7 @@
 import { mgmt } from "./api.js";
 import { fill, h, when } from "./dom.js";
 import { navigate } from "./router.js";
+import { needsWrite } from "./store.js";
 
 let uid = 0;
 
@@ -171,7 +172,7 @@ export function definitionForm({ definition, revision = null, onDone, onCancel }
   }
   const alertEl = h("div", { class: "alert", role: "alert", hidden: true });
   const conflict = h("div", { class: "conflict-slot" });
-  const save = h("button", { type: "submit", class: "primary" }, editing ? "Save changes" : "Create definition");
+  const save = needsWrite(h("button", { type: "submit", class: "primary" }, editing ? "Save changes" : "Create definition"), "services");
   const form = h(
     "form",
     { class: "definition-form", novalidate: true, "aria-label": editing ? "Edit definition" : "New service definition" },
@@ -193,7 +194,7 @@ export function definitionForm({ definition, revision = null, onDone, onCancel }
     } else {
       reply = await mgmt("services", "create", body);
     }
-    save.disabled = false;
+    needsWrite(save, "services");
     if (reply.ok) return onDone(reply.data, reply.revision);
     if (reply.error && reply.error.code === "REVISION_CONFLICT") return showConflict(body);
     showReply(reply, fields, alertEl);

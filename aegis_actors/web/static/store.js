@@ -109,3 +109,36 @@ export function connect() {
   });
   return source;
 }
+
+const RESOURCE_NAMES = {
+  services: "service definitions",
+  apps: "applications",
+  configs: "configurations",
+};
+
+/** Mark `button` as a write to `resource`: disabled while the credentials may not write it. */
+export function needsWrite(button, resource, noteId) {
+  button.dataset.needsWrite = resource;
+  if (noteId) button.setAttribute("aria-describedby", noteId);
+  button.disabled = !canWrite(resource);
+  return button;
+}
+
+/** The note that says why editing is off (shown only while it is). */
+export function readOnlyNote(resource, id) {
+  const note = document.createElement("p");
+  note.className = "read-only";
+  note.id = id;
+  note.dataset.readOnly = resource;
+  note.textContent = `Read-only: this monitor's NATS credentials may not write ${RESOURCE_NAMES[resource]}.`;
+  note.hidden = canWrite(resource);
+  return note;
+}
+
+/** Bring every marked button and note in `root` up to date with the write access. */
+export function applyAccess(root = document) {
+  for (const button of root.querySelectorAll("[data-needs-write]")) {
+    button.disabled = !canWrite(button.dataset.needsWrite);
+  }
+  for (const note of root.querySelectorAll("[data-read-only]")) note.hidden = canWrite(note.dataset.readOnly);
+}
