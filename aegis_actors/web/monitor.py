@@ -29,6 +29,7 @@ from aegis_actors.actor import Actor
 from aegis_actors.buckets import Buckets, instance_keys
 from aegis_actors.connection import ConnectionActor, ConnectionSettings
 from aegis_actors.context import DEFAULT_KV_TIMEOUT
+from aegis_actors.errors import ActorStartError
 from aegis_actors.kv import BucketSpec
 from aegis_actors.mgmt.client import DEFAULT_TIMEOUT
 from aegis_actors.mgmt.definitions import definitions_bucket_spec
@@ -182,6 +183,18 @@ async def open_monitor(
     """
     urls: list[str] = []
     spec = web_tree(nats, settings, namespace=namespace, timeout=timeout, on_listening=urls.append)
-    async with ActorSystem("aegis-web") as system:
-        ref = await system.spawn(spec.start, name=spec.id, shutdown=spec.shutdown)
-        yield RunningMonitor(urls[0], ref)
+    failed: ActorStartError | None = None
+    try:
+        async with ActorSystem("aegis-web") as system:
+            try:
+                ref = await system.spawn(spec.start, name=spec.id, shutdown=spec.shutdown)
+            except ActorStartError as exc:
+                failed = exc
+            else:
+                yield RunningMonitor(urls[0], ref)
+    except BaseExceptionGroup:
+        # The system's task group also reports the failed start: say it once.
+        if failed is None:
+            raise
+    if failed is not None:
+        raise failed
