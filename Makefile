@@ -40,7 +40,7 @@ browser: ## install Chromium for the browser tests (apt-get, as root) if it is m
 	      || echo "make: could not install chromium: the browser tests will be skipped"; \
 	  else echo "make: no chromium (apt-get install chromium, as root): the browser tests will be skipped"; fi; }
 
-demo: install ## run the trading showcase with an embedded NATS server, and tour it
+demo: install ## run the showcase (embedded NATS, web monitor: its URL printed), tour it
 	$(BIN)/python -m services.trading.demo
 
 bench: install ## run the benchmarks (each prints its figures beside its ceiling)
