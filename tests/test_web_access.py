@@ -112,6 +112,9 @@ class TestViolations:
     def test_the_subject_is_read_from_the_servers_message(self) -> None:
         error = Exception('nats: permissions violation for publish to "aegis.mgmt.apps.create"')
         assert denied_subject(error) == "aegis.mgmt.apps.create"
+        # nats-py lowercases the message: subjects are compared in lowercase.
+        upper = Exception('nats: permissions violation for publish to "$SYS.REQ.USER.INFO"')
+        assert denied_subject(upper) == "$sys.req.user.info"
         assert denied_subject(Exception("nats: stale connection")) is None
         assert resource_of(Subjects(), "aegis.mgmt.apps.create") == "apps"
         assert resource_of(Subjects(), "aegis.mgmt.apps.get") is None

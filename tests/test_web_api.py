@@ -14,7 +14,17 @@ from aegis_actors import ServiceError, start_instance
 from aegis_actors.client import Client
 from aegis_actors.connection import ConnectionSettings, connect
 from aegis_actors.mgmt.client import ManagementClient
-from tests.web_support import EventReader, Quote, WebFleet, in_own_task, web_fleet
+from aegis_actors.web.monitor import open_monitor
+from aegis_actors.web.settings import WebSettings
+from tests.web_support import (
+    READER,
+    EventReader,
+    Quote,
+    WebFleet,
+    in_own_task,
+    user_url,
+    web_fleet,
+)
 
 pytestmark = [pytest.mark.nats, pytest.mark.asyncio(loop_scope="module")]
 
@@ -173,6 +183,24 @@ class TestWriteAccess:
             access = snapshot["access"]
             if not access["known"]:  # the check runs right after the start
                 with anyio.fail_after(5):
+                    access = await events.until("access")
+        assert access == {
+            "resources": {"services": False, "apps": False, "configs": False},
+            "known": True,
+        }
+
+    async def test_a_user_who_may_not_ask_is_probed(self, fleet: WebFleet) -> None:
+        # `reader` may not even ask USER.INFO: each write verb is tried with `{}`.
+        reader = ConnectionSettings(url=user_url(fleet.server.url, READER))
+        async with (
+            open_monitor(reader, WebSettings(port=0)) as monitor,
+            aiohttp.ClientSession() as http,
+            http.get(monitor.url + "api/events") as response,
+        ):
+            events = EventReader(response)
+            access = (await events.until("snapshot"))["access"]
+            if not access["known"]:
+                with anyio.fail_after(10):
                     access = await events.until("access")
         assert access == {
             "resources": {"services": False, "apps": False, "configs": False},

@@ -1,8 +1,8 @@
 """What the web monitor's tests share: a fleet with an admin and a viewer, and an SSE reader.
 
-The fleet runs on a nats-server of its own (users `admin`, allowed everything,
-and `viewer`, denied publishing the management API's writes, as the viewer
-role will be), so a test module can keep one fleet and one monitor for all its
+The fleet runs on a nats-server of its own (users `admin`, allowed everything;
+`viewer`, denied publishing the management API's writes; `reader`, allowed
+only reads, so not even `$SYS.REQ.USER.INFO`), so a test module can keep one fleet and one monitor for all its
 tests without disturbing the session's server.
 """
 
@@ -35,6 +35,7 @@ from aegis_actors.web.settings import WebSettings
 T = TypeVar("T")
 ADMIN = ("admin", "admin-secret")
 VIEWER = ("viewer", "viewer-secret")
+READER = ("reader", "reader-secret")
 AUTH_CONFIG = f"""
 authorization {{
   users = [
@@ -42,6 +43,10 @@ authorization {{
     {{user: {VIEWER[0]}, password: {VIEWER[1]}, permissions: {{
       publish: {{allow: [">"], deny: ["aegis.mgmt.*.create", "aegis.mgmt.*.update",
                                       "aegis.mgmt.*.delete"]}}
+    }}}}
+    {{user: {READER[0]}, password: {READER[1]}, permissions: {{
+      publish: {{allow: ["aegis.mgmt.*.get", "aegis.mgmt.*.list", "$JS.API.>", "$SRV.>",
+                        "_INBOX.>"]}}
     }}}}
   ]
 }}

@@ -6,8 +6,9 @@ any connected user with its own account and permissions (nats-server 2.10+).
 The write subjects of the management API are matched against them here, the
 way the server does (deny wins; a non-empty allow list must match).
 
-What the server refuses anyway (an older server, permissions reloaded since)
-comes back as an asynchronous `-ERR 'Permissions Violation for Publish to
+A user not allowed to ask is probed instead (`ask_write_access`). What the
+server refuses anyway (an older server, permissions reloaded since) comes
+back as an asynchronous `-ERR 'Permissions Violation for Publish to
 "..."'`, which nats-py hands to its error callback and nothing else: a request
 on that subject just waits for its whole timeout. `Violations` turns it into
 an immediate answer for whoever waits on that subject, and marks the
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -105,17 +106,20 @@ def access_from_user_info(reply: bytes, subjects: Subjects) -> WriteAccess:
 
 
 def resource_of(subjects: Subjects, subject: str) -> str | None:
-    """The writable resource whose write subject `subject` is, else None."""
+    """The writable resource whose write subject `subject` is (in any case), else None."""
     for resource in WRITABLE:
-        if subject in write_subjects(subjects, resource):
+        if subject.lower() in (s.lower() for s in write_subjects(subjects, resource)):
             return resource
     return None
 
 
 def denied_subject(error: Exception) -> str | None:
-    """The subject of a permissions violation the server reported, else None."""
+    """The subject of a permissions violation the server reported, else None.
+
+    nats-py lowercases the server's message, subject included: compare in lowercase.
+    """
     found = _VIOLATION.search(str(error))
-    return found.group(1) if found else None
+    return found.group(1).lower() if found else None
 
 
 class Violations:
@@ -139,37 +143,86 @@ class Violations:
     def watching(self, subject: str) -> Iterator[anyio.Event]:
         """An event set if the server refuses a publish to `subject` while inside."""
         event = anyio.Event()
-        self._waiting.setdefault(subject, []).append(event)
+        key = subject.lower()  # as the client reports it
+        self._waiting.setdefault(key, []).append(event)
         try:
             yield event
         finally:
-            waiters = self._waiting[subject]
+            waiters = self._waiting[key]
             waiters.remove(event)
             if not waiters:
-                del self._waiting[subject]
+                del self._waiting[key]
+
+
+class Refused(Exception):
+    """The server refused to let this connection publish the request."""
+
+
+async def request_unless_refused(
+    client: Client, violations: Violations, subject: str, body: bytes, *, timeout: float
+) -> bytes | None:
+    """The reply to a request; None without one (no responder, no answer in time).
+
+    Raises:
+        Refused: the server reported a permissions violation for `subject`.
+    """
+    refused_first = False
+    answer: bytes | None = None
+    with violations.watching(subject) as refused:
+        async with anyio.create_task_group() as tg:
+
+            async def ask() -> None:
+                nonlocal answer
+                with suppress(nats.errors.Error, TimeoutError):  # no answer: None
+                    answer = (await client.request(subject, body, timeout=timeout)).data
+                tg.cancel_scope.cancel()
+
+            async def denied() -> None:
+                nonlocal refused_first
+                await refused.wait()
+                refused_first = True
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(ask)
+            tg.start_soon(denied)
+    if refused_first:
+        raise Refused(subject)
+    return answer
 
 
 async def ask_write_access(
     client: Client, subjects: Subjects, violations: Violations
 ) -> WriteAccess:
-    """Ask the server what the connection may publish; `ASSUMED` if it does not answer."""
-    with violations.watching(USER_INFO_SUBJECT) as refused:
-        result = ASSUMED
-        async with anyio.create_task_group() as tg:
+    """What the connection may write: asked of the server, else found by trying.
 
-            async def ask() -> None:
-                nonlocal result
-                try:
-                    reply = await client.request(USER_INFO_SUBJECT, b"", timeout=USER_INFO_TIMEOUT)
-                    result = access_from_user_info(reply.data, subjects)
-                except (nats.errors.Error, TimeoutError):
-                    pass  # an older server, or no permission to ask: assume until refused
-                tg.cancel_scope.cancel()
+    USER.INFO is the clean answer. A user whose permissions do not let it ask
+    (an allow list without `$SYS.REQ.USER.INFO`) is probed instead: each write
+    verb is sent an empty object, which the management API refuses with 422
+    before doing anything (and counts as an error), unless the server refuses
+    the publish first.
+    """
+    try:
+        reply = await request_unless_refused(
+            client, violations, USER_INFO_SUBJECT, b"", timeout=USER_INFO_TIMEOUT
+        )
+    except Refused:
+        reply = None
+    if reply is not None:
+        access = access_from_user_info(reply, subjects)
+        if access.known:
+            return access
+    allowed: dict[str, bool] = dict.fromkeys(WRITABLE, True)
 
-            async def denied() -> None:
-                await refused.wait()
-                tg.cancel_scope.cancel()
+    async def probe(resource: str, subject: str) -> None:
+        try:
+            await request_unless_refused(
+                client, violations, subject, b"{}", timeout=USER_INFO_TIMEOUT
+            )
+        except Refused:
+            allowed[resource] = False
 
-            tg.start_soon(ask)
-            tg.start_soon(denied)
-    return result
+    async with anyio.create_task_group() as tg:
+        for resource in WRITABLE:
+            for subject in write_subjects(subjects, resource):
+                tg.start_soon(probe, resource, subject)
+    return WriteAccess(allowed, known=True)
