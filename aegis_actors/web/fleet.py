@@ -88,11 +88,6 @@ class Denied:
 
 
 @dataclass(frozen=True, slots=True)
-class GetFleet:
-    """Ask for the current instances (records as the pages get them); for tests and tools."""
-
-
-@dataclass(frozen=True, slots=True)
 class _SampleTick:
     pass
 
@@ -144,8 +139,6 @@ class FleetActor(Actor):
             return self._follow()
         elif isinstance(message, CountInstances):
             return sum(1 for r in self._instances.values() if r["serviceName"] == message.service)
-        elif isinstance(message, GetFleet):
-            return list(self._instances.values())
         elif isinstance(message, _SampleTick):
             self._tick_due = False
             await self._sample()

@@ -377,9 +377,14 @@ export function configurationView(main, { app, config }) {
     fill(editSection, h("h2", { id: "value-heading" }, "Value"), form);
   }
 
+  let boundShown = null;
   function drawBound() {
     if (!application) return;
     const bound = boundInstances(application.name, configuration.name);
+    // Heartbeats rewrite records all the time: redraw (and lose focus) only on a change.
+    const shown = bound.map((r) => `${r.instanceId}:${r.status}`).join(" ");
+    if (shown === boundShown) return;
+    boundShown = shown;
     fill(
       boundSection,
       h("h2", { id: "bound-heading" }, `Bound by (${bound.length})`),

@@ -127,9 +127,15 @@ function addUp(instances) {
   return [...byName.values()].sort((a, b) => a.name.localeCompare(b.name));
 }
 
-function instanceRows(records) {
-  if (!records.length) return h("p", { class: "empty" }, "No instance of this service is registered.");
-  return h(
+/**
+ * The instances table, kept in place: rows are added, moved, changed and removed
+ * one by one, so a link that has the keyboard focus keeps it while figures change.
+ */
+function instanceTable() {
+  const rows = new Map(); // instanceId -> {tr, cells}
+  const tbody = h("tbody");
+  const empty = h("p", { class: "empty" }, "No instance of this service is registered.");
+  const wrap = h(
     "div",
     { class: "table-wrap" },
     h(
@@ -137,26 +143,66 @@ function instanceRows(records) {
       {},
       h("caption", { class: "visually-hidden" }, "Instances"),
       h("thead", {}, h("tr", {}, ["Instance", "Status", "Version", "Heartbeat", "Leadership", "Requests", "Errors"].map((c) => h("th", { scope: "col" }, c)))),
-      h(
-        "tbody",
-        {},
-        records.map((r) => {
-          const figures = store.stats.instances[r.instanceId];
-          return h(
-            "tr",
-            { dataset: { instance: r.instanceId } },
-            h("th", { scope: "row" }, h("a", { href: `/instances/${encodeURIComponent(r.instanceId)}` }, r.instanceId)),
-            h("td", {}, badge(r.status)),
-            h("td", {}, r.version),
-            h("td", { class: "age", dataset: { beat: Date.parse(r.lastHeartbeat) } }, ago(Date.parse(r.lastHeartbeat), now())),
-            h("td", {}, leadership(r)),
-            h("td", { class: "num" }, count(figures ? figures[0] : null)),
-            h("td", { class: "num" }, count(figures ? figures[1] : null)),
-          );
-        }),
-      ),
+      tbody,
     ),
   );
+  const el = h("div", {}, empty, wrap);
+
+  function update(records) {
+    const ids = new Set(records.map((r) => r.instanceId));
+    for (const [id, row] of rows) {
+      if (!ids.has(id)) {
+        row.tr.remove();
+        rows.delete(id);
+      }
+    }
+    records.forEach((r, index) => {
+      let row = rows.get(r.instanceId);
+      if (!row) {
+        const cells = {
+          status: h("td"),
+          version: h("td"),
+          age: h("td", { class: "age" }),
+          leadership: h("td"),
+          requests: h("td", { class: "num" }),
+          errors: h("td", { class: "num" }),
+        };
+        const link = h("a", { href: `/instances/${encodeURIComponent(r.instanceId)}` }, r.instanceId);
+        const tr = h("tr", { dataset: { instance: r.instanceId } }, h("th", { scope: "row" }, link), Object.values(cells));
+        row = { tr, cells };
+        rows.set(r.instanceId, row);
+      }
+      if (tbody.children[index] !== row.tr) tbody.insertBefore(row.tr, tbody.children[index] || null);
+      const c = row.cells;
+      if (c.status.textContent !== r.status) fill(c.status, badge(r.status));
+      setText(c.version, r.version);
+      c.age.dataset.beat = Date.parse(r.lastHeartbeat);
+      setText(c.age, ago(Number(c.age.dataset.beat), now()));
+      setText(c.leadership, leadership(r));
+      const figures = store.stats.instances[r.instanceId];
+      setText(c.requests, count(figures ? figures[0] : null));
+      setText(c.errors, count(figures ? figures[1] : null));
+    });
+    empty.hidden = records.length > 0;
+    wrap.hidden = records.length === 0;
+  }
+
+  return { el, update };
+}
+
+/** A <dl> of [label, value] rows, changed in place when only values change. */
+function syncList(dl, rows) {
+  const items = [...dl.children];
+  const sameLabels = items.length === rows.length && rows.every(([label], n) => items[n].firstChild.textContent === label);
+  if (!sameLabels) {
+    fill(dl, rows.map(([label, value]) => h("div", {}, h("dt", {}, label), h("dd", {}, value))));
+    return;
+  }
+  rows.forEach(([, value], n) => {
+    const dd = items[n].lastChild;
+    const text = value instanceof Node ? value.textContent : String(value);
+    if (dd.textContent !== text) fill(dd, value);
+  });
 }
 
 function leadership(record) {
@@ -271,9 +317,13 @@ export function serviceView(main, { name }) {
     });
   }
 
+  const instancesHeading = h("h2", { id: "instances-heading" });
+  const instances = instanceTable();
+  fill(instancesSection, instancesHeading, instances.el);
   function drawInstances() {
     const records = instancesOf(name);
-    fill(instancesSection, h("h2", { id: "instances-heading" }, `Instances (${records.length})`), instanceRows(records));
+    setText(instancesHeading, `Instances (${records.length})`);
+    instances.update(records);
   }
 
   let lastStats = null;
@@ -334,34 +384,31 @@ export function instanceView(main, { id }) {
     chart.el,
   );
 
+  const recordList = h("dl", { class: "fields" });
+  const recordNote = h("p", { class: "gone" });
+  fill(fieldsSection, h("h2", { id: "record-heading" }, "Registry record"), recordNote, recordList);
   function drawRecord() {
     const r = store.instances.get(id);
+    recordNote.hidden = Boolean(r);
+    recordList.hidden = !r;
     if (!r) {
-      fill(
-        fieldsSection,
-        h("h2", { id: "record-heading" }, "Registry record"),
-        h("p", { class: "gone" }, store.loaded ? "This instance is not in the registry: it stopped, or its key expired." : "Loading…"),
-      );
+      setText(recordNote, store.loaded ? "This instance is not in the registry: it stopped, or its key expired." : "Loading…");
       return;
     }
     const figures = store.stats.instances[id];
     const metadata = Object.entries(r.metadata || {}).map(([key, value]) => [`metadata.${key}`, typeof value === "string" ? value : JSON.stringify(value)]);
-    fill(
-      fieldsSection,
-      h("h2", { id: "record-heading" }, "Registry record"),
-      definitionList([
+    syncList(recordList, [
         ["Status", badge(r.status)],
         ["Service", h("a", { href: `/services/${encodeURIComponent(r.serviceName)}` }, r.serviceName)],
         ["Version", r.version],
-        ["Heartbeat", h("span", { class: "age", dataset: { beat: Date.parse(r.lastHeartbeat) } }, ago(Date.parse(r.lastHeartbeat), now()))],
+        ["Heartbeat", ago(Date.parse(r.lastHeartbeat), now())],
         ["Leadership", leadership(r)],
         ["Configuration", r.configuration ? `${r.configuration.application} / ${r.configuration.name}` : "–"],
         ["Requests", count(figures ? figures[0] : null)],
         ["Errors", count(figures ? figures[1] : null)],
         ["Registry revision", String(r.revision)],
         ...metadata,
-      ]),
-    );
+    ]);
   }
 
   let lastStats = null;
@@ -384,7 +431,7 @@ export function instanceView(main, { id }) {
     drawEndpoints();
     chart.draw(series, data.at);
   });
-  const ticker = setInterval(() => tickAges(fieldsSection), 1000);
+  const ticker = setInterval(drawRecord, 1000); // the heartbeat age ticks
   return {
     title: id,
     update(change) {
