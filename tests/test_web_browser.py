@@ -309,10 +309,14 @@ class TestConfigurations:
         sent: list[str] = []
         page.on("request", lambda r: sent.append(r.url) if r.method == "POST" else None)
         await page.goto(fleet.admin.url + "configurations")
+        await expect(page.get_by_role("heading", name="Applications")).to_be_visible()
+        await shot(page, "applications")
         await page.get_by_label("Name").fill("trading")
         await page.get_by_label("Comments").fill("The trading desk's settings")
         await page.get_by_role("button", name="Create application").click()
         await expect(page.locator("h1")).to_have_text("trading")
+        await expect(page.get_by_role("heading", name="New configuration")).to_be_visible()
+        await shot(page, "application")
 
         await page.get_by_label("Name").fill("limits")
         editor = page.get_by_label("Value (JSON)")
