@@ -16,7 +16,7 @@ from aegis_actors.buckets import Buckets, instance_key
 from aegis_actors.models import utc_now
 from aegis_actors.ref import ActorRef
 from aegis_actors.subjects import Subjects
-from aegis_actors.watch import KeyChanged, KeyRemoved, Removal, WatchState
+from aegis_actors.watch import KeyChanged, KeyRemoved, Removal, WatchState, WatchSynced
 from aegis_actors.web import fleet as fleet_module
 from aegis_actors.web.context import WebContext
 from aegis_actors.web.fleet import FleetActor, Follow, Follower
@@ -95,6 +95,22 @@ class TestFleetView:
         assert first[0][1]["revision"] == 2
         assert second == [("gone", {"instanceId": "quote-00000001", "reason": "EXPIRED"})]
         follower.frames.close()
+
+    async def test_a_full_read_drops_what_it_no_longer_has(
+        self, view: tuple[ActorRef, WebContext]
+    ) -> None:
+        # A restarted watch replays what it finds and names every live key; what the
+        # view holds beyond those was removed while the watch was down.
+        ref, _ = view
+        follower: Follower = await ref.ask(Follow())
+        kept = changed("quote", 2, 7)
+        await ref.tell(kept)
+        await ref.tell(WatchSynced(BUCKETS.registry, True, frozenset({kept.key})))
+        with anyio.fail_after(2):
+            assert events(await follower.frames.receive())[0][0] == "instance"
+            gone = events(await follower.frames.receive())
+        follower.frames.close()
+        assert gone == [("gone", {"instanceId": "quote-00000001", "reason": "VANISHED"})]
 
     async def test_an_unreadable_record_is_skipped(self, view: tuple[ActorRef, WebContext]) -> None:
         ref, _ = view

@@ -37,11 +37,11 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 
 from aegis_actors.actor import Actor
-from aegis_actors.buckets import parse_instance_key
+from aegis_actors.buckets import instance_key, parse_instance_key
 from aegis_actors.connection import ConnectionChanged, WatchConnection
 from aegis_actors.mgmt.models import ServiceDefinition
 from aegis_actors.registry.models import ServiceInstance
-from aegis_actors.watch import KeyChanged, KeyRemoved, WatchState, WatchSynced
+from aegis_actors.watch import KeyChanged, KeyRemoved, Removal, WatchState, WatchSynced
 from aegis_actors.web.access import ASSUMED, WriteAccess, resource_of
 from aegis_actors.web.context import WebContext
 from aegis_actors.web.probe import AccessChecked, CheckAccess, FleetSampled, SampleFleet
@@ -129,6 +129,8 @@ class FleetActor(Actor):
         elif isinstance(message, WatchState):
             self._replace(message)
         elif isinstance(message, WatchSynced):
+            if message.synced:
+                self._drop_ghosts(message.bucket, message.keys)
             self._set_synced(message.bucket, message.synced)
         elif isinstance(message, ConnectionChanged):
             self._connected = message.connected
@@ -210,6 +212,18 @@ class FleetActor(Actor):
             self._push("gone", {"instanceId": parsed[1], "reason": removed.reason.value})
         elif self._definitions.pop(removed.key, None) is not None:
             self._push("undefined", {"serviceName": removed.key})
+
+    def _drop_ghosts(self, bucket: str, live: frozenset[str]) -> None:
+        """Forget what a full read no longer has (a restarted watch knows nothing to remove)."""
+        if bucket == self.ctx.buckets.registry:
+            for record in list(self._instances.values()):
+                key = instance_key(record["serviceName"], record["instanceId"])
+                if key not in live:
+                    self._removed(KeyRemoved(bucket, key, 0, Removal.VANISHED))
+        else:
+            for name in list(self._definitions):
+                if name not in live:
+                    self._removed(KeyRemoved(bucket, name, 0, Removal.VANISHED))
 
     def _set_synced(self, bucket: str, synced: bool) -> None:
         if self._synced.get(bucket) != synced:
