@@ -183,7 +183,7 @@ class TestWriteAccess:
             access = snapshot["access"]
             if not access["known"]:  # the check runs right after the start
                 with anyio.fail_after(5):
-                    access = await events.until("access")
+                    access = await events.until("access", lambda a: a["known"])
         assert access == {
             "resources": {"services": False, "apps": False, "configs": False},
             "known": True,
@@ -201,7 +201,7 @@ class TestWriteAccess:
             access = (await events.until("snapshot"))["access"]
             if not access["known"]:
                 with anyio.fail_after(10):
-                    access = await events.until("access")
+                    access = await events.until("access", lambda a: a["known"])
         assert access == {
             "resources": {"services": False, "apps": False, "configs": False},
             "known": True,
