@@ -17,6 +17,7 @@ from aegis_actors.errors import (
     AskTimeoutError,
     ChildSpecError,
     ConfigError,
+    ErrorCode,
     KeyExistsError,
     MailboxFullError,
     NatsServerError,
@@ -26,6 +27,7 @@ from aegis_actors.errors import (
     RequestTimeoutError,
     RestartIntensityError,
     RevisionConflictError,
+    ServiceError,
     StoreError,
     StoreUnavailableError,
 )
@@ -63,7 +65,7 @@ from aegis_actors.watch import (
     WatchSynced,
     WatchTopic,
 )
-from aegis_actors.wire import ErrorCode, Reply, ServiceError
+from aegis_actors.wire import Reply
 
 __all__ = [
     "Actor",

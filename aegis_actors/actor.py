@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 import structlog
@@ -38,10 +38,30 @@ from aegis_actors.errors import ActorStartError
 from aegis_actors.mailbox import WAKE
 from aegis_actors.ref import ActorRef, StopRequest
 
-if TYPE_CHECKING:
-    from aegis_actors.system import ActorSystem
-
 log = structlog.get_logger("aegis_actors.actor")
+
+
+class SystemHandle(Protocol):
+    """What an actor may use of the `ActorSystem` it runs in (its `actor_system`).
+
+    A protocol, so that the actor core does not import the system built on it.
+    """
+
+    name: str
+
+    async def spawn(
+        self,
+        factory: ActorFactory,
+        *,
+        name: str,
+        restart: Any = ...,
+        shutdown: float | None = ...,
+        capacity: int = ...,
+    ) -> ActorRef: ...
+
+    async def stop(self, ref: ActorRef) -> None: ...
+
+    def dead_letter(self, path: str, message: Any) -> None: ...
 
 
 class Actor:
@@ -50,7 +70,7 @@ class Actor:
     #: This actor's ref (set by the runtime before `on_start`).
     actor_ref: ActorRef
     #: The system the actor runs in (set by the runtime before `on_start`).
-    actor_system: ActorSystem
+    actor_system: SystemHandle
     #: A structlog logger bound with the actor's path.
     actor_log: Any
 
@@ -154,7 +174,7 @@ class Incarnation:
 async def run_incarnation(
     actor: Actor,
     ref: ActorRef,
-    system: ActorSystem,
+    system: SystemHandle,
     restart_reason: BaseException | None,
     restarted: bool,
     on_exit: Callable[[Incarnation], None],

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from nats.aio.client import Client as NatsClient
-
 from aegis_actors.buckets import Buckets
 from aegis_actors.connection import ConnectionSettings, connection_child
 from aegis_actors.context import DEFAULT_KV_TIMEOUT
@@ -38,6 +36,7 @@ from aegis_actors.registry.models import ServiceInstance
 from aegis_actors.subjects import Subjects, check_namespace, check_service_name
 from aegis_actors.supervisor import AutoShutdown, Supervisor
 from aegis_actors.system import ActorSystem
+from aegis_actors.transport import NatsClient as NatsClient
 
 
 @dataclass(eq=False)
@@ -64,7 +63,8 @@ class _ClientContext:
 class Client:
     """Calls services over NATS with discovery; use it as an async context manager.
 
-    Enter and leave it in the same task (it runs a task group).
+    It may be entered and left in different tasks (its actors run in a task
+    of their own), as a pytest-asyncio yield fixture does.
     """
 
     def __init__(
@@ -139,7 +139,7 @@ class Client:
             return Supervisor(children, auto_shutdown=AutoShutdown.ANY_SIGNIFICANT)
 
         system = ActorSystem(self.id)
-        await system.__aenter__()
+        await system.start()
         try:
             shutdown = settings.drain_timeout + 2 * self.kv_timeout + 5.0
             await system.spawn(tree, name=self.id, shutdown=shutdown)
@@ -147,7 +147,7 @@ class Client:
                 cache = wiring.cache
                 await cache.wait_for(lambda _: cache.ready, timeout=shutdown)
         except BaseException as exc:
-            await system.__aexit__(type(exc), exc, exc.__traceback__)
+            await system.close()
             root = _root_cause(exc)
             if root is exc:
                 raise
@@ -162,7 +162,7 @@ class Client:
         if caller is not None:
             await caller.close()
         if system is not None:
-            await system.__aexit__(None, None, None)
+            await system.close()
 
     @property
     def nats(self) -> NatsClient:

@@ -19,8 +19,6 @@ from typing import Any
 
 import anyio
 import structlog
-from nats.aio.client import Client
-from nats.aio.msg import Msg
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from aegis_actors.actor import Actor
@@ -28,6 +26,7 @@ from aegis_actors.backoff import Backoff
 from aegis_actors.errors import NatsUnavailableError
 from aegis_actors.ref import ActorRef
 from aegis_actors.supervisor import ChildSpec, Restart
+from aegis_actors.transport import Msg, NatsClient
 
 log = structlog.get_logger("aegis_actors.connection")
 
@@ -156,7 +155,7 @@ async def connect(
     on_disconnected: Hook = _nothing,
     on_reconnected: Hook = _nothing,
     on_closed: Hook | None = None,
-) -> Client:
+) -> NatsClient:
     """Connect with `settings`; retried until `initial_connect_timeout`.
 
     The hooks are awaited (after logging) when the client loses its server,
@@ -167,10 +166,13 @@ async def connect(
     """
     backoff = settings.reconnect_backoff()
     last_error: list[BaseException] = []
+    first_connect = True
 
     async def on_error(error: Exception) -> None:
         last_error[:] = [error]
-        log.warning("nats error", error=repr(error))
+        # Until the first connection, a failed attempt is retried and the
+        # final failure says why (NatsUnavailableError): no line per attempt.
+        (log.debug if first_connect else log.warning)("nats error", error=repr(error))
 
     async def disconnected() -> None:
         if client.is_closed:
@@ -214,7 +216,7 @@ async def connect(
         options["tls_hostname"] = settings.tls.hostname
         options["tls_handshake_first"] = settings.tls.handshake_first
 
-    client = Client()
+    client = NatsClient()
     try:
         with anyio.fail_after(settings.initial_connect_timeout):
             await client.connect(**options)
@@ -230,14 +232,15 @@ async def connect(
         raise NatsUnavailableError(
             f"cannot connect to NATS at {', '.join(settings.servers)}: {exc!r}"
         ) from exc
+    first_connect = False
     log.info("nats connected", url=client.connected_url.geturl() if client.connected_url else "")
     return client
 
 
-async def barrier(client: Client, timeout: float = 5.0) -> None:
+async def barrier(client: NatsClient, timeout: float = 5.0) -> None:
     """Return once the server has processed every command `client` sent before the call.
 
-    `Client.flush()` is not such a barrier in nats-py 2.16: it writes its PING
+    nats-py's `Client.flush()` is not such a barrier in nats-py 2.16: it writes its PING
     straight to the socket while earlier SUBs may still sit in the client's
     pending buffer, so the PONG can come back before the server knows the
     subscriptions (seen here: 1 start in ~100 missed its first messages).
@@ -260,7 +263,7 @@ async def barrier(client: Client, timeout: float = 5.0) -> None:
             await sub.unsubscribe()
 
 
-async def _close_quietly(client: Client) -> None:
+async def _close_quietly(client: NatsClient) -> None:
     try:
         await client.close()
     except Exception as exc:  # already broken; the caller reports the real cause
@@ -318,17 +321,17 @@ class ConnectionActor(Actor):
         self,
         settings: ConnectionSettings,
         *,
-        on_connected: Callable[[Client, ActorRef], None] | None = None,
+        on_connected: Callable[[NatsClient, ActorRef], None] | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
         self._on_connected = on_connected
-        self._client: Client | None = None
+        self._client: NatsClient | None = None
         self._stopping = False
         self._watchers: list[ActorRef] = []
 
     @property
-    def connection(self) -> Client:
+    def connection(self) -> NatsClient:
         if self._client is None:
             raise NatsUnavailableError("the connection actor has not connected yet")
         return self._client
@@ -393,7 +396,7 @@ class ConnectionActor(Actor):
 
 
 def connection_child(
-    settings: ConnectionSettings, on_connected: Callable[[Client, ActorRef], None]
+    settings: ConnectionSettings, on_connected: Callable[[NatsClient, ActorRef], None]
 ) -> ChildSpec:
     """The `connection` child of a tree whose actors all use one client.
 

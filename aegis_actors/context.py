@@ -9,15 +9,13 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nats.aio.client import Client
-from nats.js import JetStreamContext
-
 from aegis_actors.buckets import Buckets
 from aegis_actors.errors import NatsUnavailableError
 from aegis_actors.leadership.models import Leadership
 from aegis_actors.ref import ActorRef
 from aegis_actors.registry.models import InstanceStatus
 from aegis_actors.subjects import Subjects
+from aegis_actors.transport import JetStreamContext, NatsClient
 from aegis_actors.wire import TRACE_ID_HEADER
 
 if TYPE_CHECKING:
@@ -63,7 +61,7 @@ class InstanceContext:
     configuration: Any = None
     """The bound configuration's value (kept current by the `ConfigActor`)."""
     configuration_revision: int = 0
-    client: Client | None = None
+    client: NatsClient | None = None
     """Set by the connection actor once connected."""
     service: ActorRef | None = None
     """The service actor, once it serves."""
@@ -76,7 +74,7 @@ class InstanceContext:
     _js: JetStreamContext | None = None
 
     @property
-    def connection(self) -> Client:
+    def connection(self) -> NatsClient:
         if self.client is None:
             raise NatsUnavailableError(f"{self.instance_id} has no NATS connection yet")
         return self.client
@@ -87,7 +85,7 @@ class InstanceContext:
             self._js = self.connection.jetstream(timeout=self.kv_timeout)
         return self._js
 
-    def connected(self, client: Client, actor: ActorRef | None = None) -> None:
+    def connected(self, client: NatsClient, actor: ActorRef | None = None) -> None:
         """Called by the connection actor with its fresh client (and its own ref)."""
         self.client = client
         self._js = None

@@ -18,8 +18,9 @@ from typing import Any, Final, TypeVar, overload
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 
+from aegis_actors.errors import ErrorCode, ServiceError
 from aegis_actors.subjects import check_event_subject, check_method_name
-from aegis_actors.wire import ErrorCode, ServiceError, from_validation_error, non_json_number
+from aegis_actors.wire import from_validation_error, non_json_number
 
 _RPC_MARK: Final = "__aegis_rpc__"
 _EVENT_MARK: Final = "__aegis_event__"

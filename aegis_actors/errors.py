@@ -8,6 +8,8 @@ nothing of aegis can still catch it (`AskTimeoutError` is a `TimeoutError`,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any, Final
 
 
 class AegisError(Exception):
@@ -91,8 +93,16 @@ class PortInUseError(NatsServerError):
         super().__init__(f"cannot start nats-server: port {port} on {host} is already in use")
 
 
-class NatsUnavailableError(AegisError, OSError):
-    """NATS could not be reached (the network family, as opposed to timeouts)."""
+class TransportError(AegisError):
+    """NATS could not carry a message (the family of the three errors below).
+
+    nats-py's own exceptions never reach aegis users: the one place that
+    translates them is `aegis_actors.transport`.
+    """
+
+
+class NatsUnavailableError(TransportError, OSError):
+    """NATS could not be reached, or the connection cannot send now (closed, draining)."""
 
 
 class ConfigError(AegisError, ValueError):
@@ -137,7 +147,7 @@ class StoreUnavailableError(StoreError, ConnectionError):
     """JetStream did not answer (server down, no quorum, timeout)."""
 
 
-class NoRespondersError(AegisError, ConnectionError):
+class NoRespondersError(TransportError, ConnectionError):
     """Nobody subscribes to a request's subject (NATS status 503): the callee is gone."""
 
     def __init__(self, subject: str) -> None:
@@ -145,10 +155,68 @@ class NoRespondersError(AegisError, ConnectionError):
         super().__init__(f"no responders on {subject}")
 
 
-class RequestTimeoutError(AegisError, TimeoutError):
+class RequestTimeoutError(TransportError, TimeoutError):
     """A NATS request got no reply within its timeout."""
 
     def __init__(self, subject: str, timeout: float) -> None:
         self.subject = subject
         self.timeout = timeout
         super().__init__(f"no reply on {subject} within {timeout:g} s")
+
+
+# -- error replies (docs/reference/errors.md) --------------------------------------
+
+
+class ErrorCode(StrEnum):
+    """The `code` of an error reply (docs/reference/errors.md); its status is in `STATUS`."""
+
+    BAD_REQUEST = "BAD_REQUEST"
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    REVISION_CONFLICT = "REVISION_CONFLICT"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    INTERNAL = "INTERNAL"
+
+
+STATUS: Final[dict[str, int]] = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.VALIDATION_ERROR: 422,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.ALREADY_EXISTS: 409,
+    ErrorCode.REVISION_CONFLICT: 409,
+    ErrorCode.SERVICE_UNAVAILABLE: 503,
+    ErrorCode.DEADLINE_EXCEEDED: 504,
+    ErrorCode.INTERNAL: 500,
+}
+
+
+class ServiceError(AegisError):
+    """An error reply: raise it in a handler to answer with it; `call()` raises it back.
+
+    Example:
+
+        raise ServiceError(404, "NOT_FOUND", f"no order {params.order_id}")
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        super().__init__(f"{status} {code}: {message}")
+
+    @classmethod
+    def of(cls, code: ErrorCode, message: str, **details: Any) -> ServiceError:
+        """An error with the status that goes with `code` (see `STATUS`)."""
+        return cls(STATUS[code], code.value, message, details)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}

@@ -1,4 +1,4 @@
-"""A thin, strict layer over JetStream KV: the one place KV errors are translated.
+"""A thin, strict layer over JetStream KV (its errors are translated in `transport`).
 
 Why not nats-py's `KeyValue` alone: it cannot write a revision-checked update
 with a per-key TTL (`update()` takes no TTL), and its `get()` returns a
@@ -11,33 +11,26 @@ both headers, every write can carry a TTL, and nats-py's exceptions become
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
 import anyio
-import nats.errors
 import nats.js.errors
 import structlog
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext, api
+from nats.js import api
 
 from aegis_actors.errors import (
-    BucketNotFoundError,
     ConfigError,
     KeyExistsError,
     RevisionConflictError,
-    StoreUnavailableError,
 )
+from aegis_actors.transport import JetStreamContext, Msg, store_errors
 
 OPERATION_HEADER: Final = "KV-Operation"
 MARKER_REASON_HEADER: Final = "Nats-Marker-Reason"
 TTL_HEADER: Final = "Nats-TTL"
 EXPECTED_LAST_HEADER: Final = "Nats-Expected-Last-Subject-Sequence"
-_WRONG_LAST_SEQUENCE: Final = (10071, 10164)
 _NO_MESSAGE: Final = 10037
-_STREAM_NOT_FOUND: Final = 10059
 #: Seconds the server keeps a replay's consumer once we stop listening. nats-py's
 #: default (5 minutes) left one consumer behind per `entries()` call: a client
 #: listing every second kept 300 of them alive.
@@ -61,36 +54,6 @@ def is_tombstone(headers: dict[str, str] | None) -> bool:
     if not headers:
         return False
     return headers.get(OPERATION_HEADER) in ("DEL", "PURGE") or MARKER_REASON_HEADER in headers
-
-
-@contextlib.contextmanager
-def translate_errors(bucket: str, key: str = "", expected: int | None = None) -> Iterator[None]:
-    """Turn nats-py errors into the store family (httpcore's map_exceptions, for KV)."""
-    try:
-        yield
-    except nats.js.errors.KeyWrongLastSequenceError as exc:
-        raise RevisionConflictError(bucket, key, expected or 0) from exc
-    except nats.js.errors.APIError as exc:
-        if exc.err_code in _WRONG_LAST_SEQUENCE:
-            raise RevisionConflictError(bucket, key, expected or 0) from exc
-        if exc.err_code == _STREAM_NOT_FOUND:
-            raise BucketNotFoundError(bucket) from exc
-        if exc.code == 503 or isinstance(exc, nats.js.errors.ServiceUnavailableError):
-            raise StoreUnavailableError(f"JetStream unavailable for {bucket}: {exc}") from exc
-        raise
-    except (
-        nats.errors.TimeoutError,
-        nats.errors.NoRespondersError,
-        nats.js.errors.NoStreamResponseError,
-        nats.errors.ConnectionClosedError,
-        nats.errors.ConnectionDrainingError,
-        nats.errors.ConnectionReconnectingError,
-        nats.errors.OutboundBufferLimitError,
-        TimeoutError,
-    ) as exc:
-        raise StoreUnavailableError(
-            f"JetStream did not answer for {bucket}{'/' + key if key else ''}: {exc!r}"
-        ) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +144,7 @@ class KVBucket:
             ConfigError: the bucket exists without what `spec` needs (e.g. per-key
                 TTL), which would fail silently later (expired keys never seen).
         """
-        with translate_errors(spec.name):
+        with store_errors(spec.name):
             try:
                 info = await js.stream_info(f"KV_{spec.name}")
             except nats.js.errors.NotFoundError:
@@ -223,7 +186,7 @@ class KVBucket:
 
     async def get_any(self, key: str) -> Entry | None:
         """The last revision of `key`, tombstones included (None if never written)."""
-        with translate_errors(self.name, key):
+        with store_errors(self.name, key):
             try:
                 msg = await self.js.get_msg(
                     self.stream, subject=self._subject(key), direct=self._direct
@@ -280,7 +243,7 @@ class KVBucket:
             if ttl < 1 or int(ttl) != ttl:
                 raise ValueError(f"a key TTL must be a whole number of seconds >= 1, got {ttl}")
             headers = {**(headers or {}), TTL_HEADER: f"{int(ttl)}s"}
-        with translate_errors(self.name, key, expected):
+        with store_errors(self.name, key, expected):
             ack = await self.js.publish(self._subject(key), value, headers=headers)
         return int(ack.seq)
 
@@ -293,7 +256,7 @@ class KVBucket:
         headers = {OPERATION_HEADER: "DEL"}
         if revision is not None:
             headers[EXPECTED_LAST_HEADER] = str(revision)
-        with translate_errors(self.name, key, revision):
+        with store_errors(self.name, key, revision):
             await self.js.publish(self._subject(key), b"", headers=headers)
 
     async def position(self) -> BucketPosition:
@@ -302,7 +265,7 @@ class KVBucket:
         Every write, delete and purge raises the revision. The stream's leader
         answers, so it counts every write acknowledged before the call.
         """
-        with translate_errors(self.name):
+        with store_errors(self.name):
             info = await self.js.stream_info(self.stream)
         created = info.created.isoformat() if info.created else ""
         return BucketPosition(created, int(info.state.last_seq))
@@ -313,7 +276,7 @@ class KVBucket:
 
     async def at(self, revision: int) -> Entry | None:
         """The entry written at `revision`, whatever its key; None if no longer kept."""
-        with translate_errors(self.name):
+        with store_errors(self.name):
             try:
                 msg = await self.js.get_msg(self.stream, seq=revision, direct=self._direct)
             except nats.js.errors.NotFoundError:
@@ -361,7 +324,7 @@ class KVBucket:
             if owed and len(found) >= owed[0]:
                 complete.set()
 
-        with translate_errors(self.name, keys):
+        with store_errors(self.name, keys):
             sub = await self.js.subscribe(
                 prefix + keys,
                 stream=self.stream,

@@ -35,13 +35,11 @@ import anyio
 import nats.errors
 import nats.js.errors
 import structlog
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import api
 
 from aegis_actors.errors import StoreUnavailableError
-from aegis_actors.kv import MARKER_REASON_HEADER, OPERATION_HEADER, KVBucket, translate_errors
+from aegis_actors.kv import MARKER_REASON_HEADER, OPERATION_HEADER, KVBucket
+from aegis_actors.transport import NATS_ERRORS, Msg, NatsClient, Subscription, store_errors
 
 log = structlog.get_logger("aegis_actors.kv_watch")
 
@@ -116,7 +114,7 @@ class KeyWatch:
 
     def __init__(
         self,
-        client: Client,
+        client: NatsClient,
         bucket: KVBucket,
         keys: str,
         *,
@@ -159,7 +157,7 @@ class KeyWatch:
                 pending_msgs_limit=PENDING_MSGS_LIMIT,
                 pending_bytes_limit=PENDING_BYTES_LIMIT,
             )
-        except nats.errors.Error as exc:  # a closed or draining connection
+        except NATS_ERRORS as exc:  # a closed or draining connection
             raise StoreUnavailableError(f"cannot watch {self.bucket.name}: {exc!r}") from exc
         try:
             config = api.ConsumerConfig(
@@ -175,7 +173,7 @@ class KeyWatch:
                 num_replicas=1,
                 inactive_threshold=max(MIN_INACTIVE_THRESHOLD, 5 * self.idle_heartbeat),
             )
-            with translate_errors(self.bucket.name, self.keys):
+            with store_errors(self.bucket.name, self.keys):
                 try:
                     info = await self.bucket.js.add_consumer(
                         self.bucket.stream, config=config, timeout=self.op_timeout
@@ -266,7 +264,7 @@ class KeyWatch:
             if subject:
                 try:
                     await self.client.publish(subject, b"")
-                except nats.errors.Error as exc:
+                except NATS_ERRORS as exc:
                     log.debug("flow control reply failed", error=repr(exc))
         last = headers.get(LAST_CONSUMER_HEADER)
         if last is not None and last.isdigit() and int(last) != self._sequence:

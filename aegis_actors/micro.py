@@ -14,16 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-import structlog
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from pydantic_core import to_json
 
 from aegis_actors.models import utc_now
 from aegis_actors.subjects import ControlVerb, control
-
-log = structlog.get_logger("aegis_actors.micro")
+from aegis_actors.transport import Msg, NatsClient, Subscription, close_subscriptions
 
 PING_TYPE: Final = "io.nats.micro.v1.ping_response"
 INFO_TYPE: Final = "io.nats.micro.v1.info_response"
@@ -117,7 +112,7 @@ class MicroResponder:
             "endpoints": [e.stats() for e in self.endpoints],
         }
 
-    async def start(self, client: Client) -> None:
+    async def start(self, client: NatsClient) -> None:
         answers = {
             ControlVerb.PING: self.ping,
             ControlVerb.INFO: self.info,
@@ -138,8 +133,4 @@ class MicroResponder:
 
     async def stop(self) -> None:
         subs, self._subs = self._subs, []
-        for sub in subs:
-            try:
-                await sub.unsubscribe()
-            except Exception as exc:  # the connection may already be gone
-                log.debug("unsubscribe failed", subject=sub.subject, error=repr(exc))
+        await close_subscriptions(subs)

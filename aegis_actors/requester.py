@@ -2,10 +2,10 @@
 
 nats-py's `Client.request()` wraps every request in `asyncio.wait_for`, an
 extra future and a done-callback; at 100 requests in flight that costs about
-as much as the request itself (NATS_FACTS: 17-20k req/s, against 32-36k for
-this design). Here one wildcard subscription `{inbox}.*` receives every reply;
-a request is one future in a dict, keyed by the last token of its reply
-subject, and its timeout is one `loop.call_later` handle.
+as much as the request itself (17-20k req/s, against 32-36k for this
+design: docs/performance.md). Here one wildcard subscription `{inbox}.*`
+receives every reply; a request is one future in a dict, keyed by the last
+token of its reply subject, and its timeout is one `loop.call_later` handle.
 
 A reply with status 503 and no body is NATS's "no responders": nobody
 subscribes to the subject, so the request fails at once with
@@ -18,12 +18,8 @@ import asyncio
 import contextlib
 from typing import Final
 
-import nats.errors
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-
 from aegis_actors.errors import NatsUnavailableError, NoRespondersError, RequestTimeoutError
+from aegis_actors.transport import NATS_ERRORS, Msg, NatsClient, Subscription, transport_error
 
 STATUS_HEADER: Final = "Status"
 NO_RESPONDERS_STATUS: Final = "503"
@@ -31,15 +27,6 @@ NO_RESPONDERS_STATUS: Final = "503"
 #: them as a slow consumer: far above any sane number of calls in flight.
 PENDING_MSGS_LIMIT: Final = 65_536
 PENDING_BYTES_LIMIT: Final = 64 * 1024 * 1024
-
-#: Errors of nats-py's publish that mean "our connection cannot send now".
-_CONNECTION_ERRORS: Final = (
-    nats.errors.ConnectionClosedError,
-    nats.errors.ConnectionDrainingError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.OutboundBufferLimitError,
-    nats.errors.StaleConnectionError,
-)
 
 
 class Requester:
@@ -50,7 +37,7 @@ class Requester:
     (the client renews them), so a requester lives as long as its connection.
     """
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: NatsClient) -> None:
         self.client = client
         self._futures: dict[str, asyncio.Future[Msg]] = {}
         self._next = 0
@@ -85,7 +72,7 @@ class Requester:
                 pending_msgs_limit=PENDING_MSGS_LIMIT,
                 pending_bytes_limit=PENDING_BYTES_LIMIT,
             )
-        except _CONNECTION_ERRORS as exc:
+        except NATS_ERRORS as exc:
             raise NatsUnavailableError(f"cannot subscribe for replies: {exc!r}") from exc
         self._prefix, self._cut = prefix, len(prefix)
 
@@ -134,13 +121,10 @@ class Requester:
                     reply=self._prefix + token,
                     headers=headers,
                 )
-            except _CONNECTION_ERRORS as exc:
-                raise NatsUnavailableError(f"cannot send a request to {subject}: {exc!r}") from exc
-            except nats.errors.MaxPayloadError:
-                raise ValueError(
-                    f"a request of {len(payload)} bytes is over the server's limit of "
-                    f"{self.client.max_payload} bytes (max_payload)"
-                ) from None
+            except NATS_ERRORS as exc:
+                raise transport_error(
+                    exc, subject, size=len(payload), limit=self.client.max_payload
+                ) from exc
             msg = await future
         finally:
             timer.cancel()

@@ -189,10 +189,11 @@ async def run_fleet(
                         async for _ in signals:
                             forced = True
                             log.warning("second signal: cancelling every actor now")
-                            # This cancels the code here too (it runs in the
-                            # system's task group): what must still happen
-                            # is after the `async with`.
+                            # The graceful stop below waits on those actors:
+                            # cancel it too. What must still happen is after
+                            # the `async with`.
                             system.cancel()
+                            tg.cancel_scope.cancel()
                             return
 
                     tg.start_soon(second_signal)

@@ -42,9 +42,6 @@ from typing import Any, ClassVar, Final
 import anyio
 import structlog
 from anyio.abc import TaskGroup
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from pydantic import BaseModel, ValidationError
 
 from aegis_actors.actor import Actor, serve_until
@@ -59,6 +56,7 @@ from aegis_actors.context import (
     current_request,
 )
 from aegis_actors.endpoints import Endpoints, EventHandler, RpcEndpoint, collect, unknown_method
+from aegis_actors.errors import ErrorCode, ServiceError
 from aegis_actors.leadership.models import Leadership, LeadershipChanged
 from aegis_actors.micro import EndpointStats, MicroResponder
 from aegis_actors.models import check_version
@@ -70,14 +68,13 @@ from aegis_actors.subjects import (
     last_token,
     queue_group,
 )
+from aegis_actors.transport import Msg, NatsClient, Subscription
 from aegis_actors.wire import (
     DEADLINE_HEADER,
     DEFAULT_MAX_REQUEST_BYTES,
     NOT_SERVED_HEADER,
     TRACE_ID_HEADER,
-    ErrorCode,
     Reply,
-    ServiceError,
     encode_json,
     error_reply,
     non_json_number,
@@ -178,7 +175,7 @@ class ServiceActor(Actor):
         return self.actor_instance.settings
 
     @property
-    def nats(self) -> Client:
+    def nats(self) -> NatsClient:
         """The instance's NATS connection."""
         return self.actor_instance.connection
 

@@ -8,6 +8,7 @@ its top-level actor and lets the tree do the rest.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -44,6 +45,11 @@ class SystemStatistics:
 class ActorSystem:
     """Runs actors. Use as an async context manager; leaving it stops every actor.
 
+    The actors run in a task of the system's own, so entering and leaving may
+    happen in different tasks (pytest-asyncio sets a fixture up and tears it
+    down in two), and what the code inside `async with` raises reaches the
+    caller as it is, never wrapped in an `ExceptionGroup`.
+
     Example:
 
         async with ActorSystem() as system:
@@ -57,24 +63,11 @@ class ActorSystem:
         self._tg: TaskGroup | None = None
         self._guardian: ActorRef | None = None
         self._guardian_run: Incarnation | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._closing: anyio.Event | None = None
 
     async def __aenter__(self) -> ActorSystem:
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._guardian = ActorRef("/", Mailbox(DEFAULT_CAPACITY), self.dead_letter)
-        try:
-            self._guardian_run = await self._tg.start(
-                run_incarnation,
-                Supervisor(max_restarts=1_000_000, within_seconds=1.0),
-                self._guardian,
-                self,
-                None,
-                False,
-                self._guardian_exited,
-            )
-        except BaseException as exc:
-            await self._tg.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
+        await self.start()
         return self
 
     async def __aexit__(
@@ -82,14 +75,65 @@ class ActorSystem:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
-        assert self._tg is not None
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start the guardian in the system's own task; `close()` stops it."""
+        if self._runner is not None:
+            raise RuntimeError(f"actor system {self.name!r} is already started")
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._closing = anyio.Event()
+        self._runner = asyncio.create_task(self._run(ready), name=f"actor system {self.name}")
         try:
-            with anyio.CancelScope(shield=True):
-                await self.shutdown()
+            await asyncio.shield(ready)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop every actor gracefully (reverse start order), then end the system's task.
+
+        Waits for the stop even when the calling task is cancelled meanwhile.
+        """
+        runner, closing = self._runner, self._closing
+        if runner is None or closing is None:
+            return
+        closing.set()
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait([runner])
+        error = None if runner.cancelled() else runner.exception()
+        if error is not None:
+            raise error  # a bug of the runtime: say it
+
+    async def _run(self, ready: asyncio.Future[None]) -> None:
+        assert self._closing is not None
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                self._guardian = ActorRef("/", Mailbox(DEFAULT_CAPACITY), self.dead_letter)
+                self._guardian_run = await tg.start(
+                    run_incarnation,
+                    Supervisor(max_restarts=1_000_000, within_seconds=1.0),
+                    self._guardian,
+                    self,
+                    None,
+                    False,
+                    self._guardian_exited,
+                )
+                ready.set_result(None)
+                await self._closing.wait()
+                with anyio.CancelScope(shield=True):
+                    await self.shutdown()
+        except BaseException as exc:
+            if ready.done():
+                raise
+            # The guardian did not start: the starter gets the reason.
+            ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
         finally:
-            result = await self._tg.__aexit__(exc_type, exc, tb)
-        return result
+            # After `cancel()` nothing serves the guardian: asks fail, never hang.
+            if self._guardian is not None and self._guardian.is_alive:
+                self._guardian.terminate(None)
 
     async def shutdown(self) -> None:
         """Stop every actor (reverse start order, each within its shutdown timeout)."""

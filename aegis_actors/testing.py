@@ -20,10 +20,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from nats.aio.client import Client
 
 from aegis_actors.connection import ConnectionSettings, connect
 from aegis_actors.server import NatsCluster, NatsServer
+from aegis_actors.transport import NatsClient
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +44,7 @@ def nats_url(nats_server: NatsServer) -> str:
 
 
 @pytest.fixture
-async def nats_client(nats_url: str) -> AsyncIterator[Client]:
+async def nats_client(nats_url: str) -> AsyncIterator[NatsClient]:
     client = await connect(ConnectionSettings(url=nats_url, initial_connect_timeout=5.0))
     try:
         yield client

@@ -15,8 +15,6 @@ from datetime import datetime
 from typing import Final
 
 import anyio
-from nats.aio.client import Client
-from nats.aio.msg import Msg
 from pydantic import ValidationError
 from pydantic_core import from_json
 from rich import box
@@ -33,6 +31,7 @@ from aegis_actors.registry.models import InstanceStatus, ServiceInstance
 from aegis_actors.registry.store import RegistryStore
 from aegis_actors.subjects import ControlVerb, control
 from aegis_actors.text import plural
+from aegis_actors.transport import Msg, NatsClient
 
 #: Seconds an instance gets to answer `$SRV.STATS` before it shows as "?".
 STATS_TIMEOUT: Final = 0.5
@@ -75,7 +74,7 @@ class FleetView:
 class FleetSampler:
     """Takes `FleetView`s; keeps the previous counts to turn them into rates."""
 
-    client: Client
+    client: NatsClient
     namespace: str = ""
     _previous: dict[str, tuple[float, int]] = field(default_factory=dict)
 

@@ -36,7 +36,6 @@ from enum import StrEnum
 from typing import Any, Final
 
 import structlog
-from nats.aio.client import Client
 
 from aegis_actors.actor import Actor
 from aegis_actors.backoff import Backoff
@@ -46,6 +45,7 @@ from aegis_actors.errors import StoreUnavailableError
 from aegis_actors.kv import BucketSpec, KVBucket
 from aegis_actors.kv_watch import KeyWatch, Operation, Update, WatchBroken, WatchEntry
 from aegis_actors.ref import ActorRef, Terminated
+from aegis_actors.transport import NatsClient
 
 log = structlog.get_logger("aegis_actors.watch")
 
@@ -211,7 +211,7 @@ class KVWatchActor(Actor):
 
     def __init__(
         self,
-        client: Client,
+        client: NatsClient,
         bucket: BucketSpec,
         keys: str = ">",
         *,

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Final
 
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, from_json, to_json
 
-from aegis_actors.errors import AegisError
+from aegis_actors.errors import ErrorCode, ServiceError
 
 DEADLINE_HEADER: Final = "Aegis-Deadline"
 TRACE_ID_HEADER: Final = "Aegis-Trace-Id"
@@ -31,61 +30,6 @@ DEFAULT_MAX_REQUEST_BYTES: Final = 256 * 1024
 MAX_ERROR_HEADER: Final = 512
 #: A 422 lists at most this many problems (a body may have thousands).
 MAX_PROBLEMS: Final = 20
-
-
-class ErrorCode(StrEnum):
-    """The error codes of SPEC section 5 (status in `STATUS`)."""
-
-    BAD_REQUEST = "BAD_REQUEST"
-    VALIDATION_ERROR = "VALIDATION_ERROR"
-    NOT_FOUND = "NOT_FOUND"
-    ALREADY_EXISTS = "ALREADY_EXISTS"
-    REVISION_CONFLICT = "REVISION_CONFLICT"
-    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
-    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
-    INTERNAL = "INTERNAL"
-
-
-STATUS: Final[dict[str, int]] = {
-    ErrorCode.BAD_REQUEST: 400,
-    ErrorCode.VALIDATION_ERROR: 422,
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.ALREADY_EXISTS: 409,
-    ErrorCode.REVISION_CONFLICT: 409,
-    ErrorCode.SERVICE_UNAVAILABLE: 503,
-    ErrorCode.DEADLINE_EXCEEDED: 504,
-    ErrorCode.INTERNAL: 500,
-}
-
-
-class ServiceError(AegisError):
-    """An error reply: raise it in a handler to answer with it; `call()` raises it back.
-
-    Example:
-
-        raise ServiceError(404, "NOT_FOUND", f"no order {params.order_id}")
-    """
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or {}
-        super().__init__(f"{status} {code}: {message}")
-
-    @classmethod
-    def of(cls, code: ErrorCode, message: str, **details: Any) -> ServiceError:
-        """An error with the SPEC's status for `code`."""
-        return cls(STATUS[code], code.value, message, details)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "details": self.details}
 
 
 def ok_reply(data: Any = None, *, status: int = 200, revision: int | None = None) -> bytes:

@@ -11,6 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
+from aegis_actors.errors import ServiceError
 from aegis_actors.mgmt.models import (
     CreateService,
     DeleteService,
@@ -20,7 +21,7 @@ from aegis_actors.mgmt.models import (
     UpdateService,
     service_of,
 )
-from aegis_actors.wire import ServiceError, from_validation_error
+from aegis_actors.wire import from_validation_error
 
 NAME = re.compile(r"[a-z][a-z0-9-]{2,63}")
 VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")

@@ -18,9 +18,8 @@ from aegis_actors.cli._client import (
     report_error,
 )
 from aegis_actors.client import Client
-from aegis_actors.errors import AegisError, NatsUnavailableError
+from aegis_actors.errors import AegisError, NatsUnavailableError, ServiceError
 from aegis_actors.eventloop import run
-from aegis_actors.wire import ServiceError
 
 
 def register(commands: Any) -> None:

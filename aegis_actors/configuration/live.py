@@ -32,8 +32,8 @@ from aegis_actors.configuration.binding import ConfigBinding, ConfigChanged
 from aegis_actors.configuration.models import Configuration
 from aegis_actors.configuration.store import ConfigurationStore
 from aegis_actors.context import InstanceContext
+from aegis_actors.errors import ServiceError
 from aegis_actors.watch import KeyChanged, KeyRemoved, WatchState, WatchTopic
-from aegis_actors.wire import ServiceError
 
 #: The keys the configuration watch follows.
 WATCHED_KEYS: Final = CONFIGURATIONS

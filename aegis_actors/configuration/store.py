@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Generic, TypeVar
 
-from nats.js import JetStreamContext
 from pydantic import BaseModel, ValidationError
 from ulid import ULID
 
@@ -53,10 +52,10 @@ from aegis_actors.buckets import (
     configuration_names,
 )
 from aegis_actors.configuration.models import Application, Configuration, NameIndex
-from aegis_actors.errors import KeyExistsError, RevisionConflictError
+from aegis_actors.errors import ErrorCode, KeyExistsError, RevisionConflictError, ServiceError
 from aegis_actors.kv import BucketSpec, Entry, KVBucket
 from aegis_actors.models import Timestamp, WireModel, utc_now
-from aegis_actors.wire import ErrorCode, ServiceError
+from aegis_actors.transport import JetStreamContext
 
 #: Revisions kept per key: `history` returns the last 10 of a configuration.
 HISTORY: Final = 10

@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nats.aio.client import Client
 from pydantic import ValidationError
 
 from aegis_actors.actor import Actor, Failure
@@ -35,6 +34,7 @@ from aegis_actors.errors import StoreUnavailableError
 from aegis_actors.kv import KVBucket
 from aegis_actors.registry.models import InstanceStatus, ServiceInstance
 from aegis_actors.registry.store import registry_bucket_spec
+from aegis_actors.transport import NatsClient
 from aegis_actors.watch import KeyChanged, KeyRemoved, WatchState, WatchSynced, WatchTopic
 
 
@@ -50,7 +50,7 @@ class DiscoveryCacheActor(Actor):
     def __init__(
         self,
         cache: DiscoveryCache,
-        client: Client,
+        client: NatsClient,
         buckets: Buckets,
         settings: DiscoverySettings,
         *,

@@ -34,23 +34,26 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import anyio
-from nats.aio.client import Client
-from nats.aio.msg import Msg
 from pydantic_core import from_json
 
 from aegis_actors.context import current_request
 from aegis_actors.discovery.settings import DiscoverySettings
 from aegis_actors.discovery.snapshot import DiscoveryCache, DiscoveryStatistics, ServiceView
 from aegis_actors.discovery.strategies import Picker, picker
-from aegis_actors.errors import NatsUnavailableError, NoRespondersError, RequestTimeoutError
+from aegis_actors.errors import (
+    ErrorCode,
+    NatsUnavailableError,
+    NoRespondersError,
+    RequestTimeoutError,
+    ServiceError,
+)
 from aegis_actors.requester import Requester
 from aegis_actors.subjects import Subjects, check_method_name, check_service_name
+from aegis_actors.transport import Msg, NatsClient
 from aegis_actors.wire import (
     DEADLINE_HEADER,
     NOT_SERVED_HEADER,
     TRACE_ID_HEADER,
-    ErrorCode,
-    ServiceError,
     deadline_header,
     decode_reply,
     encode_json,
@@ -125,7 +128,7 @@ class Caller:
 
     def __init__(
         self,
-        client: Callable[[], Client],
+        client: Callable[[], NatsClient],
         subjects: Subjects,
         settings: DiscoverySettings,
         cache: DiscoveryCache | None,

@@ -22,12 +22,13 @@ from aegis_actors.discovery.settings import DiscoveryMode
 from aegis_actors.errors import (
     ActorDeadError,
     AskTimeoutError,
+    ErrorCode,
     MailboxFullError,
+    ServiceError,
     StoreUnavailableError,
 )
 from aegis_actors.ref import ActorRef
 from aegis_actors.registry.models import ServiceInstance
-from aegis_actors.wire import ErrorCode, ServiceError
 
 NEVER: Final = math.inf
 

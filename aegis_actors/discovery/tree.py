@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from nats.aio.client import Client
-
 from aegis_actors.actor import Actor
 from aegis_actors.buckets import Buckets, instance_keys
 from aegis_actors.discovery.cache import DiscoveryCacheActor
@@ -26,6 +24,7 @@ from aegis_actors.ref import ActorRef
 from aegis_actors.registry.store import registry_bucket_spec
 from aegis_actors.subjects import Subjects
 from aegis_actors.supervisor import ChildSpec
+from aegis_actors.transport import NatsClient
 from aegis_actors.watch import KVWatchActor, WatchTopic
 
 
@@ -38,7 +37,7 @@ class NatsAccess(Protocol):
     connection_actor: ActorRef | None
 
     @property
-    def connection(self) -> Client: ...
+    def connection(self) -> NatsClient: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +53,7 @@ def discovery_wiring(
 ) -> DiscoveryWiring:
     """The children and the caller for `settings` (`enabled=False`: queue groups only)."""
 
-    def client() -> Client:
+    def client() -> NatsClient:
         return access.connection
 
     mode = settings.mode if enabled else DiscoveryMode.OFF

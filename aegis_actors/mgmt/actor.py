@@ -30,7 +30,7 @@ from typing import Final
 from aegis_actors._version import __version__
 from aegis_actors.configuration.models import MAX_CONFIG_BYTES
 from aegis_actors.endpoints import rpc
-from aegis_actors.errors import ConfigError, StoreUnavailableError
+from aegis_actors.errors import ConfigError, ErrorCode, ServiceError, StoreUnavailableError
 from aegis_actors.mgmt.configs import CONFIGURATION_VERBS, ConfigurationApi
 from aegis_actors.mgmt.definitions import DefinitionStore
 from aegis_actors.mgmt.instances import InstanceQueries
@@ -46,7 +46,7 @@ from aegis_actors.mgmt.models import (
     UpdateService,
 )
 from aegis_actors.registry.models import ServiceInstance
-from aegis_actors.wire import ErrorCode, Reply, ServiceError
+from aegis_actors.wire import Reply
 
 SERVICE_NAME: Final = "aegis-mgmt"
 #: Requests one instance serves at once: each mostly waits on one KV round

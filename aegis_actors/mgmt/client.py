@@ -20,8 +20,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import nats.errors
-from nats.aio.client import Client
 from pydantic_core import from_json, to_json
 
 from aegis_actors.configuration.models import Application, Configuration
@@ -31,17 +29,13 @@ from aegis_actors.configuration.requests import (
     ConfigurationPage,
     ConfigurationRevision,
 )
+from aegis_actors.errors import ErrorCode, NoRespondersError, RequestTimeoutError, ServiceError
 from aegis_actors.mgmt.definitions import Versioned
 from aegis_actors.mgmt.models import InstanceList, ServiceDefinition, ServicePage
 from aegis_actors.registry.models import ServiceInstance
 from aegis_actors.subjects import Subjects
-from aegis_actors.wire import (
-    DEADLINE_HEADER,
-    ErrorCode,
-    ServiceError,
-    deadline_header,
-    decode_reply,
-)
+from aegis_actors.transport import NatsClient, transport_errors
+from aegis_actors.wire import DEADLINE_HEADER, deadline_header, decode_reply
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -60,7 +54,7 @@ class ManagementClient:
     """Requests to `aegis.mgmt.*` over one NATS connection (which the caller owns)."""
 
     def __init__(
-        self, client: Client, *, namespace: str = "", timeout: float = DEFAULT_TIMEOUT
+        self, client: NatsClient, *, namespace: str = "", timeout: float = DEFAULT_TIMEOUT
     ) -> None:
         """Send requests over `client`.
 
@@ -89,14 +83,17 @@ class ManagementClient:
         body = params if isinstance(params, bytes) else to_json(params)
         headers = {DEADLINE_HEADER: deadline_header(self.timeout)}
         try:
-            msg = await self.client.request(subject, body, timeout=self.timeout, headers=headers)
-        except nats.errors.NoRespondersError:
+            with transport_errors(subject, timeout=self.timeout):
+                msg = await self.client.request(
+                    subject, body, timeout=self.timeout, headers=headers
+                )
+        except NoRespondersError:
             raise ServiceError.of(
                 ErrorCode.SERVICE_UNAVAILABLE,
                 f"no aegis-mgmt instance serves {subject} (is one running in this namespace?)",
                 subject=subject,
             ) from None
-        except nats.errors.TimeoutError:
+        except RequestTimeoutError:
             raise ServiceError.of(
                 ErrorCode.DEADLINE_EXCEEDED,
                 f"no answer on {subject} within {self.timeout:g} s",

@@ -15,15 +15,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from aegis_actors.buckets import Buckets
-from aegis_actors.errors import KeyExistsError, RevisionConflictError, StoreError
+from aegis_actors.errors import (
+    ErrorCode,
+    KeyExistsError,
+    RevisionConflictError,
+    ServiceError,
+    StoreError,
+)
 from aegis_actors.kv import BucketSpec, Entry, KVBucket
 from aegis_actors.mgmt.models import CreateService, ServiceDefinition, UpdateService
 from aegis_actors.models import utc_now
-from aegis_actors.wire import ErrorCode, ServiceError
+from aegis_actors.transport import JetStreamContext
 
 #: Revisions kept per definition: enough to see what the last few updates changed.
 HISTORY: Final = 5

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from nats.js import JetStreamContext
-
 from aegis_actors.buckets import Buckets
+from aegis_actors.errors import ErrorCode, ServiceError
 from aegis_actors.mgmt.models import InstanceList, service_of
 from aegis_actors.registry.models import ServiceInstance
 from aegis_actors.registry.store import RegistryStore
-from aegis_actors.wire import ErrorCode, ServiceError
+from aegis_actors.transport import JetStreamContext
 
 
 class InstanceQueries:

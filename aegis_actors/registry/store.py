@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from aegis_actors.buckets import Buckets, instance_key, instance_keys
 from aegis_actors.kv import BucketSpec, KVBucket
 from aegis_actors.registry.models import ServiceInstance
+from aegis_actors.transport import JetStreamContext
 
 #: Expiry markers stay this long; a re-registration writes over them (NATS_FACTS).
 MARKER_TTL = 60.0
