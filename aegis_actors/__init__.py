@@ -5,7 +5,6 @@ from aegis_actors.actor import Actor, Failure
 from aegis_actors.backoff import Backoff
 from aegis_actors.client import Client
 from aegis_actors.connection import ConnectionActor, ConnectionSettings, TlsSettings
-from aegis_actors.context import InstanceContext, RequestContext, current_request
 from aegis_actors.discovery.caller import CallStatistics, InstanceCallStatistics
 from aegis_actors.discovery.settings import CallStrategy, DiscoveryMode, DiscoverySettings
 from aegis_actors.discovery.snapshot import DiscoveryStatistics, ServiceView
@@ -31,7 +30,8 @@ from aegis_actors.errors import (
     StoreError,
     StoreUnavailableError,
 )
-from aegis_actors.instance import InstanceSettings, RunningInstance, start_instance
+from aegis_actors.instance import Instance
+from aegis_actors.instance_tree import RunningInstance, start_instance
 from aegis_actors.leadership.actor import LeadershipActor
 from aegis_actors.leadership.models import Leadership, LeadershipSettings
 from aegis_actors.mgmt.actor import ManagementService
@@ -40,8 +40,10 @@ from aegis_actors.mgmt.models import ServiceDefinition
 from aegis_actors.ref import ActorRef, Terminated
 from aegis_actors.registry.heartbeat import HeartbeatSettings
 from aegis_actors.registry.models import InstanceStatus, ServiceInstance
+from aegis_actors.request import RequestContext, current_request
 from aegis_actors.requester import Requester
 from aegis_actors.service import ServiceActor
+from aegis_actors.settings import InstanceSettings, ServiceSettings
 from aegis_actors.supervisor import (
     AutoShutdown,
     ChildInfo,
@@ -93,8 +95,8 @@ __all__ = [
     "Failure",
     "GetWatchStatistics",
     "HeartbeatSettings",
+    "Instance",
     "InstanceCallStatistics",
-    "InstanceContext",
     "InstanceSettings",
     "InstanceStatus",
     "KVWatchActor",
@@ -124,6 +126,7 @@ __all__ = [
     "ServiceDefinition",
     "ServiceError",
     "ServiceInstance",
+    "ServiceSettings",
     "ServiceView",
     "StartChild",
     "StoreError",

@@ -210,7 +210,7 @@ async def run_incarnation(
                 raise ActorStartError(ref.path, exc) from exc
             task_status.started(incarnation)
             try:
-                await _serve(actor, ref, generation)
+                await _serve(actor.on_receive, ref, generation)
             except Exception as exc:
                 incarnation.reason = exc
             finally:
@@ -229,7 +229,10 @@ async def _call_on_stop(actor: Actor, ref: ActorRef) -> None:
 
 
 async def _serve(
-    actor: Actor, ref: ActorRef, generation: int, until: anyio.Event | None = None
+    on_receive: Callable[[Any], Awaitable[Any]],
+    ref: ActorRef,
+    generation: int,
+    until: anyio.Event | None = None,
 ) -> None:
     """The message loop: system lane first, then one envelope at a time.
 
@@ -239,7 +242,6 @@ async def _serve(
     mailbox = ref.mailbox
     system_lane = mailbox.system
     get_nowait = mailbox.get_nowait
-    on_receive = actor.on_receive
     while True:
         while system_lane:
             message, reply = system_lane.popleft()
@@ -269,13 +271,15 @@ async def _serve(
             await _answer(on_receive, message, reply)
 
 
-async def serve_until(actor: Actor, until: anyio.Event) -> None:
-    """Serve what is queued (and keeps arriving) until `until` is set and nothing is left.
+async def serve_until(
+    ref: ActorRef, on_receive: Callable[[Any], Awaitable[Any]], until: anyio.Event
+) -> None:
+    """Serve what is queued on `ref` (and keeps arriving) until `until` is set and nothing is left.
 
     For actors that drain their mailbox while stopping; call `ref.mailbox.wake()`
     after setting `until` so an idle loop notices.
     """
-    await _serve(actor, actor.actor_ref, -1, until)
+    await _serve(on_receive, ref, -1, until)
 
 
 async def _answer(

@@ -19,45 +19,22 @@ Example:
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 from aegis_actors.buckets import Buckets
-from aegis_actors.connection import ConnectionSettings, connection_child
-from aegis_actors.context import DEFAULT_KV_TIMEOUT
+from aegis_actors.connection import Connection, ConnectionSettings, connection_child
 from aegis_actors.discovery.caller import Caller, CallStatistics
 from aegis_actors.discovery.settings import DiscoveryMode, DiscoverySettings
 from aegis_actors.discovery.snapshot import DiscoveryCache
 from aegis_actors.discovery.tree import discovery_wiring
-from aegis_actors.errors import ActorStartError, ConfigError, NatsUnavailableError
-from aegis_actors.ref import ActorRef
+from aegis_actors.errors import ActorStartError, ConfigError
+from aegis_actors.instance import DEFAULT_KV_TIMEOUT
 from aegis_actors.registry.models import ServiceInstance
 from aegis_actors.subjects import Subjects, check_namespace, check_service_name
 from aegis_actors.supervisor import AutoShutdown, Supervisor
 from aegis_actors.system import ActorSystem
 from aegis_actors.transport import NatsClient as NatsClient
-
-
-@dataclass(eq=False)
-class _ClientContext:
-    """What the discovery actors of a client share (the client's `InstanceContext`)."""
-
-    subjects: Subjects
-    buckets: Buckets
-    kv_timeout: float
-    connection_actor: ActorRef | None = None
-    client: NatsClient | None = field(default=None, repr=False)
-
-    @property
-    def connection(self) -> NatsClient:
-        if self.client is None:
-            raise NatsUnavailableError("the client has no NATS connection yet")
-        return self.client
-
-    def connected(self, client: NatsClient, actor: ActorRef) -> None:
-        self.client = client
-        self.connection_actor = actor
 
 
 class Client:
@@ -102,7 +79,7 @@ class Client:
         self.namespace = namespace
         self.discovery = discovery or DiscoverySettings()
         self.kv_timeout = kv_timeout
-        self._context: _ClientContext | None = None
+        self._connection: Connection | None = None
         self._caller: Caller | None = None
         self._cache: DiscoveryCache | None = None
         self._system: ActorSystem | None = None
@@ -127,13 +104,19 @@ class Client:
         """
         if self._system is not None:
             raise RuntimeError("the client is already started")
-        ctx = _ClientContext(Subjects(self.namespace), Buckets(self.namespace), self.kv_timeout)
-        wiring = discovery_wiring(self.discovery, ctx)
+        connection = Connection(self.id)
+        wiring = discovery_wiring(
+            self.discovery,
+            connection,
+            Subjects(self.namespace),
+            Buckets(self.namespace),
+            kv_timeout=self.kv_timeout,
+        )
         settings = self.nats_settings
 
         def tree() -> Supervisor:
             children = [
-                connection_child(settings, ctx.connected),
+                connection_child(settings, connection),
                 *wiring.children,
             ]
             return Supervisor(children, auto_shutdown=AutoShutdown.ANY_SIGNIFICANT)
@@ -152,7 +135,7 @@ class Client:
             if root is exc:
                 raise
             raise root from exc
-        self._system, self._context = system, ctx
+        self._system, self._connection = system, connection
         self._caller, self._cache = wiring.caller, wiring.cache
 
     async def close(self) -> None:
@@ -167,9 +150,9 @@ class Client:
     @property
     def nats(self) -> NatsClient:
         """The client's NATS connection."""
-        if self._context is None or self._system is None:
+        if self._connection is None or self._system is None:
             raise RuntimeError("the client is not started (use `async with Client(...)`)")
-        return self._context.connection
+        return self._connection.client
 
     @property
     def cache(self) -> DiscoveryCache | None:

@@ -46,8 +46,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from aegis_actors.connection import ConnectionSettings, split_urls
 from aegis_actors.errors import ConfigError
-from aegis_actors.instance import InstanceSettings, ServiceOptions
 from aegis_actors.service import ServiceActor
+from aegis_actors.settings import InstanceSettings, ServiceSettings
 from aegis_actors.subjects import check_namespace
 from aegis_actors.supervisor import Strategy
 
@@ -95,7 +95,7 @@ class SupervisorConfig(BaseModel):
     within_seconds: float = Field(5.0, gt=0, description="Window of `max_restarts`.")
 
 
-class ServiceConfig(ServiceOptions):
+class ServiceConfig(ServiceSettings):
     """One `[[services]]` entry: a class to run, how many instances, and their options."""
 
     class_path: str = Field(

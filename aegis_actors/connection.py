@@ -26,7 +26,7 @@ from aegis_actors.backoff import Backoff
 from aegis_actors.errors import NatsUnavailableError
 from aegis_actors.ref import ActorRef
 from aegis_actors.supervisor import ChildSpec, Restart
-from aegis_actors.transport import Msg, NatsClient
+from aegis_actors.transport import JetStreamContext, Msg, NatsClient
 
 log = structlog.get_logger("aegis_actors.connection")
 
@@ -309,6 +309,48 @@ class _ConnectionClosed:
     pass
 
 
+class Connection:
+    """The NATS connection of one actor tree, as its `ConnectionActor` last made it.
+
+    The connection actor is the one writer (`connection_child` hands it
+    `set`); its siblings start after it (a supervisor starts children in
+    order) and read `client`, and `actor` to ask for `ConnectionChanged`.
+    A tree rebuilt after the connection died gets a new `Connection`.
+    """
+
+    __slots__ = ("_client", "_js", "actor", "owner")
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        """Whose connection it is (an instance or client id), for error messages."""
+        self.actor: ActorRef | None = None
+        self._client: NatsClient | None = None
+        self._js: tuple[float, JetStreamContext] | None = None
+
+    @property
+    def client(self) -> NatsClient:
+        """The connected client.
+
+        Raises:
+            NatsUnavailableError: the connection actor has not connected yet.
+        """
+        client = self._client
+        if client is None:
+            raise NatsUnavailableError(f"{self.owner} has no NATS connection yet")
+        return client
+
+    def jetstream(self, timeout: float) -> JetStreamContext:
+        """A JetStream context on `client` whose requests wait `timeout` seconds."""
+        js = self._js
+        if js is None or js[0] != timeout:
+            js = self._js = (timeout, self.client.jetstream(timeout=timeout))
+        return js[1]
+
+    def set(self, client: NatsClient, actor: ActorRef) -> None:
+        """Called by the connection actor (only) with its fresh client and its own ref."""
+        self._client, self._js, self.actor = client, None, actor
+
+
 class ConnectionActor(Actor):
     """Owns one NATS connection for the actors of an instance.
 
@@ -395,10 +437,8 @@ class ConnectionActor(Actor):
             await client.close()
 
 
-def connection_child(
-    settings: ConnectionSettings, on_connected: Callable[[NatsClient, ActorRef], None]
-) -> ChildSpec:
-    """The `connection` child of a tree whose actors all use one client.
+def connection_child(settings: ConnectionSettings, connection: Connection) -> ChildSpec:
+    """The `connection` child of a tree whose actors all use one client: it writes `connection`.
 
     Temporary and significant: with `auto_shutdown=any_significant` its loss
     stops the whole tree, which its parent rebuilds on a new connection,
@@ -406,7 +446,7 @@ def connection_child(
     """
     return ChildSpec(
         "connection",
-        lambda: ConnectionActor(settings, on_connected=on_connected),
+        lambda: ConnectionActor(settings, on_connected=connection.set),
         restart=Restart.TEMPORARY,
         significant=True,
         shutdown=settings.drain_timeout + 1.0,

@@ -26,7 +26,7 @@ import structlog
 from aegis_actors.actor import Actor
 from aegis_actors.configfile import LoadedConfig
 from aegis_actors.errors import ActorStartError, NatsServerError, PortInUseError
-from aegis_actors.instance import InstancePlan, instance_spec, plan_instance
+from aegis_actors.instance_tree import InstancePlan, instance_spec, plan_instance
 from aegis_actors.ref import ActorRef
 from aegis_actors.server import NatsServer
 from aegis_actors.supervisor import ChildSpec, Supervisor

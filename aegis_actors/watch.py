@@ -39,12 +39,13 @@ import structlog
 
 from aegis_actors.actor import Actor
 from aegis_actors.backoff import Backoff
-from aegis_actors.connection import ConnectionChanged, WatchConnection
-from aegis_actors.context import DEFAULT_KV_TIMEOUT
+from aegis_actors.connection import Connection, ConnectionChanged, WatchConnection
 from aegis_actors.errors import StoreUnavailableError
+from aegis_actors.instance import DEFAULT_KV_TIMEOUT
 from aegis_actors.kv import BucketSpec, KVBucket
 from aegis_actors.kv_watch import KeyWatch, Operation, Update, WatchBroken, WatchEntry
 from aegis_actors.ref import ActorRef, Terminated
+from aegis_actors.supervisor import ChildSpec
 from aegis_actors.transport import NatsClient
 
 log = structlog.get_logger("aegis_actors.watch")
@@ -450,3 +451,33 @@ class KVWatchActor(Actor):
     async def _emit(self, message: KeyChanged | KeyRemoved | WatchSynced) -> None:
         for ref in list(self.topic.subscribers):
             await ref.tell(message)
+
+
+def watch_child(
+    child_id: str,
+    connection: Connection,
+    bucket: BucketSpec,
+    keys: str,
+    topic: WatchTopic,
+    *,
+    idle_heartbeat: float,
+    kv_timeout: float,
+) -> ChildSpec:
+    """The child spec of a `KVWatchActor` in a tree whose actors share one `Connection`.
+
+    The connection child starts first, so the watch takes its client (and
+    asks it for `ConnectionChanged`) when it starts.
+    """
+
+    def start() -> Actor:
+        return KVWatchActor(
+            connection.client,
+            bucket,
+            keys,
+            topic=topic,
+            connection=connection.actor,
+            idle_heartbeat=idle_heartbeat,
+            kv_timeout=kv_timeout,
+        )
+
+    return ChildSpec(child_id, start, shutdown=kv_timeout + 1.0)

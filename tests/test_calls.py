@@ -28,10 +28,10 @@ from aegis_actors import (
 from aegis_actors.buckets import Buckets, instance_key
 from aegis_actors.connection import connect
 from aegis_actors.discovery.snapshot import DiscoveryCache
+from aegis_actors.dispatch import standby_refusal
 from aegis_actors.kv import KVBucket
 from aegis_actors.registry.store import registry_bucket_spec
 from aegis_actors.server import NatsCluster, NatsServer
-from aegis_actors.service import standby_refusal
 from aegis_actors.subjects import Subjects
 from tests.discovery_support import (
     Front,

@@ -92,7 +92,7 @@ max_quantity = 7
         )
         plans = plan_fleet(load_config(path, environ={}))["hello"]
         assert [p.sticky_active_group for p in plans] == ["eu-1", "eu-1"]
-        assert plans[0].context().sticky_active_group == "eu-1"
+        assert plans[0].instance.sticky_active_group == "eu-1"
         leadership = plans[0].settings.leadership
         assert (leadership.ttl, leadership.interval, leadership.margin) == (5, 1.5, 1.0)
 

@@ -30,7 +30,7 @@ from aegis_actors import (
     start_instance,
 )
 from aegis_actors.buckets import Buckets, instance_key
-from aegis_actors.context import HealthQuery
+from aegis_actors.registry.heartbeat import HealthQuery
 from aegis_actors.server import NatsServer
 from tests.probes import Journal, watch_logs
 

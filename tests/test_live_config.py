@@ -144,7 +144,7 @@ class TestLiveConfiguration:
                 await store.delete_configuration(config.id, None)
                 await logs.wait_event("configuration deleted; keeping its last value")
             reply = await nats_client.request(
-                running.plan.context().subjects.rpc("trader", "limit"), b"", timeout=5
+                running.plan.instance.subjects.rpc("trader", "limit"), b"", timeout=5
             )
             assert b'"data":7' in reply.data
             del system

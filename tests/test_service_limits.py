@@ -24,8 +24,8 @@ from aegis_actors import (
     rpc,
     start_instance,
 )
-from aegis_actors.instance import ServiceOptions
 from aegis_actors.models import WireModel
+from aegis_actors.settings import ServiceSettings as ServiceOptions
 from aegis_actors.subjects import Subjects
 from aegis_actors.wire import ERROR_HEADER, MAX_ERROR_HEADER, MAX_PROBLEMS, error_reply
 

@@ -49,3 +49,13 @@ class ConfigChanged:
     new: Any
     old: Any
     revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class BoundValue:
+    """The bound configuration as the config actor last accepted it (the cell it writes)."""
+
+    value: Any = None
+    """The validated value (None before the configuration exists)."""
+    revision: int = 0
+    """Its KV revision (0 before any)."""

@@ -28,11 +28,14 @@ from pydantic import ValidationError
 
 from aegis_actors.actor import Actor
 from aegis_actors.buckets import CONFIGURATIONS, configuration_key
-from aegis_actors.configuration.binding import ConfigBinding, ConfigChanged
+from aegis_actors.cell import Cell, Readable
+from aegis_actors.configuration.binding import BoundValue, ConfigBinding, ConfigChanged
 from aegis_actors.configuration.models import Configuration
 from aegis_actors.configuration.store import ConfigurationStore
-from aegis_actors.context import InstanceContext
+from aegis_actors.connection import Connection
 from aegis_actors.errors import ServiceError
+from aegis_actors.instance import Instance
+from aegis_actors.ref import ActorRef
 from aegis_actors.watch import KeyChanged, KeyRemoved, WatchState, WatchTopic
 
 #: The keys the configuration watch follows.
@@ -40,23 +43,33 @@ WATCHED_KEYS: Final = CONFIGURATIONS
 
 
 class ConfigActor(Actor):
-    """Keeps `instance.configuration` current and tells the service every change."""
+    """Keeps the `configuration` cell current (its one writer); tells the service each change."""
 
     def __init__(
-        self, instance: InstanceContext, binding: ConfigBinding, topic: WatchTopic
+        self,
+        instance: Instance,
+        binding: ConfigBinding,
+        topic: WatchTopic,
+        *,
+        connection: Connection,
+        configuration: Cell[BoundValue],
+        service: Readable[ActorRef | None],
     ) -> None:
         super().__init__()
         self.instance = instance
         self.binding = binding
         self.topic = topic
+        self.connection = connection
+        self.configuration = configuration
+        self.service = service
         self._store: ConfigurationStore | None = None
         self._application_id: str | None = None
         self._configuration_id: str | None = None
         self._revision = 0
 
     async def on_start(self) -> None:
-        ctx = self.instance
-        self._store = await ConfigurationStore.open(ctx.js, ctx.buckets)
+        js = self.connection.jetstream(self.instance.kv_timeout)
+        self._store = await ConfigurationStore.open(js, self.instance.buckets)
         try:
             application, _ = await self._store.find_application(self.binding.application)
             self._application_id = application.id
@@ -75,7 +88,7 @@ class ConfigActor(Actor):
             # A restart (the service is running): a change that came while
             # this actor was down would be skipped by the watch's replay (it
             # is not newer than what is read here), so tell it now.
-            self._accept(current, revision, tell=ctx.service is not None)
+            self._accept(current, revision, tell=self.service.value is not None)
         await self.topic.subscribe(self.actor_ref)
 
     async def on_receive(self, message: Any) -> Any:
@@ -145,17 +158,17 @@ class ConfigActor(Actor):
                 ],
             )
             return
-        ctx = self.instance
-        if tell and value == ctx.configuration:
+        old = self.configuration.value.value
+        if tell and value == old:
             return  # a new revision with the same value (e.g. comments changed)
-        old, ctx.configuration = ctx.configuration, value
-        ctx.configuration_revision = revision
+        self.configuration.set(BoundValue(value, revision))
         self.actor_log.info(
             "configuration loaded" if not tell else "configuration changed",
             application=self.binding.application,
             configuration=self.binding.name,
             revision=revision,
         )
-        if tell and ctx.service is not None:
+        service = self.service.value
+        if tell and service is not None:
             # The system lane never refuses and keeps the order of changes.
-            ctx.service.send_system(ConfigChanged(value, old, revision))
+            service.send_system(ConfigChanged(value, old, revision))

@@ -36,7 +36,6 @@ from typing import Any, Final
 import anyio
 from pydantic_core import from_json
 
-from aegis_actors.context import current_request
 from aegis_actors.discovery.settings import DiscoverySettings
 from aegis_actors.discovery.snapshot import DiscoveryCache, DiscoveryStatistics, ServiceView
 from aegis_actors.discovery.strategies import Picker, picker
@@ -47,6 +46,7 @@ from aegis_actors.errors import (
     RequestTimeoutError,
     ServiceError,
 )
+from aegis_actors.request import current_request
 from aegis_actors.requester import Requester
 from aegis_actors.subjects import Subjects, check_method_name, check_service_name
 from aegis_actors.transport import Msg, NatsClient

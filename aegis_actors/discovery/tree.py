@@ -12,32 +12,19 @@ Used by the instance tree and by `Client`, so both discover alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 from aegis_actors.actor import Actor
 from aegis_actors.buckets import Buckets, instance_keys
+from aegis_actors.connection import Connection
 from aegis_actors.discovery.cache import DiscoveryCacheActor
 from aegis_actors.discovery.caller import Caller
 from aegis_actors.discovery.settings import DiscoveryMode, DiscoverySettings
 from aegis_actors.discovery.snapshot import DiscoveryCache
-from aegis_actors.ref import ActorRef
 from aegis_actors.registry.store import registry_bucket_spec
 from aegis_actors.subjects import Subjects
 from aegis_actors.supervisor import ChildSpec
 from aegis_actors.transport import NatsClient
-from aegis_actors.watch import KVWatchActor, WatchTopic
-
-
-class NatsAccess(Protocol):
-    """What the discovery actors need from their tree (an `InstanceContext` has it)."""
-
-    subjects: Subjects
-    buckets: Buckets
-    kv_timeout: float
-    connection_actor: ActorRef | None
-
-    @property
-    def connection(self) -> NatsClient: ...
+from aegis_actors.watch import WatchTopic, watch_child
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,45 +36,42 @@ class DiscoveryWiring:
 
 
 def discovery_wiring(
-    settings: DiscoverySettings, access: NatsAccess, *, enabled: bool = True
+    settings: DiscoverySettings,
+    connection: Connection,
+    subjects: Subjects,
+    buckets: Buckets,
+    *,
+    kv_timeout: float,
+    enabled: bool = True,
 ) -> DiscoveryWiring:
     """The children and the caller for `settings` (`enabled=False`: queue groups only)."""
 
     def client() -> NatsClient:
-        return access.connection
+        return connection.client
 
     mode = settings.mode if enabled else DiscoveryMode.OFF
     if mode is DiscoveryMode.OFF:
-        return DiscoveryWiring((), Caller(client, access.subjects, settings, None), None)
+        return DiscoveryWiring((), Caller(client, subjects, settings, None), None)
     cache = DiscoveryCache(mode)
     topic = WatchTopic() if mode is DiscoveryMode.WATCH else None
-    shutdown = access.kv_timeout + 1.0
     children = []
     if topic is not None:
-        watch_topic = topic
-
-        def kv_watch() -> Actor:
-            return KVWatchActor(
-                access.connection,
-                registry_bucket_spec(access.buckets),
+        children.append(
+            watch_child(
+                "kv-watch",
+                connection,
+                registry_bucket_spec(buckets),
                 instance_keys(),
-                topic=watch_topic,
-                connection=access.connection_actor,
+                topic,
                 idle_heartbeat=settings.watch_heartbeat,
-                kv_timeout=access.kv_timeout,
+                kv_timeout=kv_timeout,
             )
-
-        children.append(ChildSpec("kv-watch", kv_watch, shutdown=shutdown))
+        )
 
     def discovery() -> Actor:
         return DiscoveryCacheActor(
-            cache,
-            access.connection,
-            access.buckets,
-            settings,
-            topic=topic,
-            kv_timeout=access.kv_timeout,
+            cache, connection.client, buckets, settings, topic=topic, kv_timeout=kv_timeout
         )
 
-    children.append(ChildSpec("discovery", discovery, shutdown=shutdown))
-    return DiscoveryWiring(tuple(children), Caller(client, access.subjects, settings, cache), cache)
+    children.append(ChildSpec("discovery", discovery, shutdown=kv_timeout + 1.0))
+    return DiscoveryWiring(tuple(children), Caller(client, subjects, settings, cache), cache)

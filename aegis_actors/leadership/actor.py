@@ -28,12 +28,13 @@ this actor:
   the service has drained its calls (the service stops first), so a standby
   takes over at once, and never while the old active still works.
 
-Every change is written to `InstanceContext.leadership` at once (what
-`ServiceActor.leadership` reads, so a handler checking it before a write sees
-the truth), and told to the service as a `LeadershipChanged` through the
-system lane of its mailbox. A step-down also asks the heartbeat to write the
-STANDBY status now; a step-up is written by the heartbeat once the service
-has subscribed to its request subjects (the service asks for that beat).
+Every change is written at once to the `leadership` cell, whose one writer
+this actor is (what `ServiceActor.leadership` reads, so a handler checking
+it before a write sees the truth), and told to the service as a
+`LeadershipChanged` through the system lane of its mailbox. A step-down also
+asks the heartbeat to write the STANDBY status now; a step-up is written by
+the heartbeat once the service has subscribed to its request subjects (the
+service asks for that beat).
 """
 
 from __future__ import annotations
@@ -48,13 +49,15 @@ from pydantic import ValidationError
 from aegis_actors.actor import Actor
 from aegis_actors.backoff import Backoff
 from aegis_actors.buckets import leadership_key
-from aegis_actors.context import BeatNow, InstanceContext
+from aegis_actors.cell import Cell, Readable
+from aegis_actors.connection import Connection
 from aegis_actors.errors import (
     BucketNotFoundError,
     KeyExistsError,
     RevisionConflictError,
     StoreUnavailableError,
 )
+from aegis_actors.instance import Instance
 from aegis_actors.kv import Entry, KVBucket
 from aegis_actors.leadership.models import (
     Leadership,
@@ -63,6 +66,8 @@ from aegis_actors.leadership.models import (
     LeadershipSettings,
 )
 from aegis_actors.models import utc_now
+from aegis_actors.ref import ActorRef
+from aegis_actors.registry.heartbeat import BeatNow
 from aegis_actors.registry.store import registry_bucket_spec
 from aegis_actors.watch import KeyChanged, KeyRemoved, WatchState, WatchSynced, WatchTopic
 
@@ -100,16 +105,25 @@ class LeadershipActor(Actor):
 
     def __init__(
         self,
-        instance: InstanceContext,
+        instance: Instance,
         group: str,
         settings: LeadershipSettings,
         topic: WatchTopic,
+        *,
+        connection: Connection,
+        leadership: Cell[Leadership | None],
+        service: Readable[ActorRef | None],
+        heartbeat: Readable[ActorRef | None],
     ) -> None:
         super().__init__()
         self.instance = instance
         self.group = group
         self.settings = settings
         self.topic = topic
+        self.connection = connection
+        self.leadership = leadership
+        self.service = service
+        self.heartbeat = heartbeat
         self.key = leadership_key(instance.service_name, group)
         self._bucket: KVBucket | None = None
         self._lease: _Lease | None = None
@@ -122,7 +136,7 @@ class LeadershipActor(Actor):
     # -- lifecycle ----------------------------------------------------------------------
 
     async def on_start(self) -> None:
-        self.instance.leadership = Leadership(self.group, active=False)
+        self.leadership.set(Leadership(self.group, active=False))
         # Subscribe before the first take: a removal after a failed take is
         # then either in the WatchState or told afterwards, never missed.
         await self.topic.subscribe(self.actor_ref)
@@ -262,7 +276,7 @@ class LeadershipActor(Actor):
             return
         self._failures = 0
         self._lease = _Lease(revision, revision, self._valid_until(sent), value)
-        self.instance.leadership = Leadership(self.group, active=True, revision=revision)
+        self.leadership.set(Leadership(self.group, active=True, revision=revision))
         self.actor_log.info(
             "leadership taken: instance is ACTIVE",
             group=self.group,
@@ -362,8 +376,7 @@ class LeadershipActor(Actor):
         self._renew_token = self._expire_token = None
         if lease is None:
             return
-        ctx = self.instance
-        ctx.leadership = Leadership(self.group, active=False)
+        self.leadership.set(Leadership(self.group, active=False))
         log = self.actor_log.info if reason == "stopping" else self.actor_log.warning
         log(
             "leadership lost: instance is STANDBY",
@@ -373,8 +386,9 @@ class LeadershipActor(Actor):
             **details,
         )
         self._tell_service()
-        if ctx.heartbeat is not None:
-            ctx.heartbeat.send_system(BeatNow())  # say STANDBY now, not at the next beat
+        heartbeat = self.heartbeat.value
+        if heartbeat is not None:
+            heartbeat.send_system(BeatNow())  # say STANDBY now, not at the next beat
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -392,25 +406,24 @@ class LeadershipActor(Actor):
         self.actor_timer(max(0.0, lease.valid_until - time.monotonic()), _Expire(token))
 
     def _tell_service(self) -> None:
-        service = self.instance.service
+        service = self.service.value
         if service is not None:
             # The system lane: ahead of queued requests, never refused, in order.
-            leadership = self.instance.leadership
+            leadership = self.leadership.value
             assert leadership is not None  # set in on_start
             service.send_system(LeadershipChanged(leadership))
 
     async def _open(self) -> KVBucket:
         if self._bucket is None:
-            ctx = self.instance
-            self._bucket = await KVBucket.ensure(ctx.js, registry_bucket_spec(ctx.buckets))
+            js = self.connection.jetstream(self.instance.kv_timeout)
+            self._bucket = await KVBucket.ensure(js, registry_bucket_spec(self.instance.buckets))
         return self._bucket
 
     def _record(self) -> bytes:
-        ctx = self.instance
         record = LeadershipRecord(
-            service_name=ctx.service_name,
+            service_name=self.instance.service_name,
             sticky_active_group=self.group,
-            instance_id=ctx.instance_id,
+            instance_id=self.instance.instance_id,
             active_since=utc_now(),
         )
         return record.model_dump_json().encode()

@@ -11,40 +11,59 @@ stopped after it, so the key is released only once the service has drained.
 
 from __future__ import annotations
 
-from aegis_actors.actor import Actor
 from aegis_actors.buckets import leadership_key
-from aegis_actors.context import InstanceContext
+from aegis_actors.cell import Cell, Readable
+from aegis_actors.connection import Connection
+from aegis_actors.instance import Instance
 from aegis_actors.leadership.actor import LeadershipActor
-from aegis_actors.leadership.models import LeadershipSettings
+from aegis_actors.leadership.models import Leadership, LeadershipSettings
+from aegis_actors.ref import ActorRef
 from aegis_actors.registry.store import registry_bucket_spec
 from aegis_actors.supervisor import ChildSpec
-from aegis_actors.watch import KVWatchActor, WatchTopic
+from aegis_actors.watch import WatchTopic, watch_child
 
 
 def leadership_children(
-    ctx: InstanceContext, settings: LeadershipSettings, *, watch_heartbeat: float
+    instance: Instance,
+    settings: LeadershipSettings,
+    *,
+    connection: Connection,
+    leadership: Cell[Leadership | None],
+    service: Readable[ActorRef | None],
+    heartbeat: Readable[ActorRef | None],
+    watch_heartbeat: float,
 ) -> list[ChildSpec]:
-    """The two children that keep `ctx` ACTIVE or STANDBY in its group (none without one)."""
-    group = ctx.sticky_active_group
+    """The two children that keep `instance` ACTIVE or STANDBY in its group (none without one).
+
+    The leadership actor is the one writer of `leadership`.
+    """
+    group = instance.sticky_active_group
     if group is None:
         return []
     topic = WatchTopic()
+    shutdown = instance.kv_timeout + 1.0
 
-    def watch() -> Actor:
-        return KVWatchActor(
-            ctx.connection,
-            registry_bucket_spec(ctx.buckets),
-            leadership_key(ctx.service_name, group),
-            topic=topic,
-            connection=ctx.connection_actor,
-            idle_heartbeat=watch_heartbeat,
-            kv_timeout=ctx.kv_timeout,
+    def lead() -> LeadershipActor:
+        return LeadershipActor(
+            instance,
+            group,
+            settings,
+            topic,
+            connection=connection,
+            leadership=leadership,
+            service=service,
+            heartbeat=heartbeat,
         )
 
-    shutdown = ctx.kv_timeout + 1.0
     return [
-        ChildSpec("leadership-watch", watch, shutdown=shutdown),
-        ChildSpec(
-            "leadership", lambda: LeadershipActor(ctx, group, settings, topic), shutdown=shutdown
+        watch_child(
+            "leadership-watch",
+            connection,
+            registry_bucket_spec(instance.buckets),
+            leadership_key(instance.service_name, group),
+            topic,
+            idle_heartbeat=watch_heartbeat,
+            kv_timeout=instance.kv_timeout,
         ),
+        ChildSpec("leadership", lead, shutdown=shutdown),
     ]

@@ -117,8 +117,9 @@ class ManagementService(ConfigurationApi):
 
     async def _store(self) -> DefinitionStore:
         if self._definitions is None:
-            ctx = self.actor_instance
-            self._definitions = await DefinitionStore.open(ctx.js, ctx.buckets)
+            instance = self.actor_instance
+            js = self.nats.jetstream(timeout=instance.kv_timeout)
+            self._definitions = await DefinitionStore.open(js, instance.buckets)
         return self._definitions
 
     async def _listing(self) -> DefinitionIndex:
@@ -128,8 +129,9 @@ class ManagementService(ConfigurationApi):
 
     async def _registry(self) -> InstanceQueries:
         if self._instances is None:
-            ctx = self.actor_instance
-            self._instances = await InstanceQueries.open(ctx.js, ctx.buckets)
+            instance = self.actor_instance
+            js = self.nats.jetstream(timeout=instance.kv_timeout)
+            self._instances = await InstanceQueries.open(js, instance.buckets)
         return self._instances
 
     # -- services ------------------------------------------------------------------

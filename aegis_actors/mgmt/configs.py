@@ -62,8 +62,9 @@ class ConfigurationApi(ServiceActor):
         # One opening and one repair, not one per request of the first burst.
         async with self._opening:
             if self._configurations is None:
-                ctx = self.actor_instance
-                store = await ConfigurationStore.open(ctx.js, ctx.buckets)
+                instance = self.actor_instance
+                js = self.nats.jetstream(timeout=instance.kv_timeout)
+                store = await ConfigurationStore.open(js, instance.buckets)
                 # A create or delete cut short by a crash leaves an orphan name or a
                 # half-deleted application: finish the work before serving.
                 report = asdict(await store.repair())

@@ -29,15 +29,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from aegis_actors.actor import Actor
 from aegis_actors.backoff import Backoff
 from aegis_actors.buckets import instance_key
-from aegis_actors.context import BeatNow, HealthQuery, InstanceContext
+from aegis_actors.cell import Cell, Readable
+from aegis_actors.connection import Connection
 from aegis_actors.errors import (
     AegisError,
     KeyExistsError,
     RevisionConflictError,
     StoreUnavailableError,
 )
+from aegis_actors.instance import Instance
 from aegis_actors.kv import KVBucket
+from aegis_actors.leadership.models import Leadership
 from aegis_actors.models import utc_now
+from aegis_actors.ref import ActorRef
 from aegis_actors.registry.models import InstanceStatus, ServiceInstance
 from aegis_actors.registry.store import registry_bucket_spec
 
@@ -72,6 +76,16 @@ class HeartbeatSettings(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
+class HealthQuery:
+    """Ask the service actor (with `ask_priority`) whether it is healthy; answers a bool."""
+
+
+@dataclass(frozen=True, slots=True)
+class BeatNow:
+    """Tell the heartbeat actor to write the record now: the status has changed."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Beat:
     token: object
 
@@ -90,12 +104,35 @@ class Registration:
 
 
 class HeartbeatActor(Actor):
-    """Keeps one instance's registry key alive."""
+    """Keeps one instance's registry key alive, and decides its status.
 
-    def __init__(self, instance: InstanceContext, settings: HeartbeatSettings) -> None:
+    It writes the instance's `status` cell and its own ref in `heartbeat`
+    (so that siblings can tell it `BeatNow`); it reads the `leadership` the
+    leadership actor writes, and `serving` and `service` that the service
+    writes.
+    """
+
+    def __init__(
+        self,
+        instance: Instance,
+        settings: HeartbeatSettings,
+        *,
+        connection: Connection,
+        status: Cell[InstanceStatus],
+        heartbeat: Cell[ActorRef | None],
+        leadership: Readable[Leadership | None],
+        serving: Readable[bool],
+        service: Readable[ActorRef | None],
+    ) -> None:
         super().__init__()
         self.instance = instance
         self.settings = settings
+        self.connection = connection
+        self.status = status
+        self.heartbeat = heartbeat
+        self.leadership = leadership
+        self.serving = serving
+        self.service = service
         self.key = instance_key(instance.service_name, instance.instance_id)
         self._bucket: KVBucket | None = None
         self._revision: int | None = None
@@ -105,7 +142,7 @@ class HeartbeatActor(Actor):
         self._next: object | None = None
 
     async def on_start(self) -> None:
-        self.instance.heartbeat = self.actor_ref
+        self.heartbeat.set(self.actor_ref)
         await self._beat()
 
     async def on_receive(self, message: Any) -> Any:
@@ -118,7 +155,7 @@ class HeartbeatActor(Actor):
             return None
         if isinstance(message, GetRegistration):
             return Registration(
-                self._revision is not None, self._revision, self.instance.status, self._failures
+                self._revision is not None, self._revision, self.status.value, self._failures
             )
         return await super().on_receive(message)
 
@@ -137,7 +174,7 @@ class HeartbeatActor(Actor):
             )
             if self._failures >= self.settings.unhealthy_after and not self._degraded:
                 self._degraded = True
-                self.instance.status = InstanceStatus.UNHEALTHY
+                self.status.set(InstanceStatus.UNHEALTHY)
                 self.actor_log.error("heartbeats keep failing: instance is UNHEALTHY")
             self._schedule(delay)
             return
@@ -157,20 +194,20 @@ class HeartbeatActor(Actor):
         status = self._leadership_status()
         if self._degraded or not healthy:
             status = InstanceStatus.UNHEALTHY
-        if status is not self.instance.status:
-            self.actor_log.info("status changed", old=self.instance.status, new=status)
-            self.instance.status = status
+        if status is not self.status.value:
+            self.actor_log.info("status changed", old=self.status.value, new=status)
+            self.status.set(status)
         return status
 
     def _leadership_status(self) -> InstanceStatus:
         """STANDBY in a sticky-active group, unless the instance leads it and its service serves."""
-        leadership = self.instance.leadership
-        if leadership is None or (leadership.active and self.instance.serving):
+        leadership = self.leadership.value
+        if leadership is None or (leadership.active and self.serving.value):
             return InstanceStatus.ACTIVE
         return InstanceStatus.STANDBY
 
     async def _ask_health(self) -> bool:
-        service = self.instance.service
+        service = self.service.value
         if service is None:
             return False  # not serving (yet, or any more)
         try:
@@ -182,27 +219,28 @@ class HeartbeatActor(Actor):
             return False
 
     def _record(self, status: InstanceStatus) -> bytes:
-        ctx = self.instance
+        instance, leadership = self.instance, self.leadership.value
         record = ServiceInstance(
-            service_name=ctx.service_name,
-            instance_id=ctx.instance_id,
-            version=ctx.version,
+            service_name=instance.service_name,
+            instance_id=instance.instance_id,
+            version=instance.version,
             status=status,
-            sticky_active_group=ctx.sticky_active_group,
+            sticky_active_group=instance.sticky_active_group,
             leadership_revision=(
-                ctx.leadership.revision
-                if ctx.leadership is not None and status is InstanceStatus.ACTIVE
+                leadership.revision
+                if leadership is not None and status is InstanceStatus.ACTIVE
                 else None
             ),
             last_heartbeat=utc_now(),
-            metadata={"host": socket.gethostname(), "pid": os.getpid(), **ctx.metadata},
+            metadata={"host": socket.gethostname(), "pid": os.getpid(), **instance.metadata},
         )
         return record.model_dump_json(exclude_none=True).encode()
 
     async def _write(self, status: InstanceStatus) -> None:
         if self._bucket is None:
             self._bucket = await KVBucket.ensure(
-                self.instance.js, registry_bucket_spec(self.instance.buckets)
+                self.connection.jetstream(self.instance.kv_timeout),
+                registry_bucket_spec(self.instance.buckets),
             )
         bucket, ttl, value = self._bucket, self.settings.ttl, self._record(status)
         if self._revision is not None:
@@ -224,8 +262,8 @@ class HeartbeatActor(Actor):
             )
 
     async def on_stop(self) -> None:
-        if self.instance.heartbeat is self.actor_ref:
-            self.instance.heartbeat = None
+        if self.heartbeat.value is self.actor_ref:
+            self.heartbeat.set(None)
         if self._revision is None or self._bucket is None:
             return
         try:

@@ -39,7 +39,7 @@ class OrderService(ShowcaseService):
         self.config: OrderSettings = self.settings
         namespace = self.actor_instance.subjects.namespace
         self.orders = await KVBucket.ensure(
-            self.actor_instance.js,
+            self.nats.jetstream(timeout=self.actor_instance.kv_timeout),
             BucketSpec(
                 name=f"{namespace}-orders" if namespace else "orders",
                 description="aegis showcase: orders placed through order-service",
