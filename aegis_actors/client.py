@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import secrets
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from aegis_actors.buckets import Buckets
 from aegis_actors.connection import Connection, ConnectionSettings, connection_child
-from aegis_actors.discovery.caller import Caller, CallStatistics
+from aegis_actors.discovery.caller import Caller, CallOptions, CallStatistics
 from aegis_actors.discovery.settings import DiscoveryMode, DiscoverySettings
 from aegis_actors.discovery.snapshot import DiscoveryCache
 from aegis_actors.discovery.tree import discovery_wiring
@@ -165,12 +165,10 @@ class Client:
         method: str,
         params: Any = None,
         *,
-        timeout: float | None = None,
-        idempotent: bool = False,
-        discovery: bool = True,
         envelope: bool = False,
+        **options: Unpack[CallOptions],
     ) -> Any:
-        """Call `method` of `service` and return its data; see `ServiceActor.call`.
+        """Call `method` of `service` and return its data, as `ServiceActor.call` does.
 
         `envelope=True` returns the whole success reply instead (`ok`, `status`,
         `data` and, where a KV entry is involved, `revision`): for tools that
@@ -183,15 +181,7 @@ class Client:
         """
         if self._caller is None:
             raise RuntimeError("the client is not started (use `async with Client(...)`)")
-        return await self._caller.call(
-            service,
-            method,
-            params,
-            timeout=timeout,
-            idempotent=idempotent,
-            discovery=discovery,
-            envelope=envelope,
-        )
+        return await self._caller.call(service, method, params, envelope=envelope, **options)
 
     async def instances(self, service: str) -> tuple[ServiceInstance, ...]:
         """The registered instances of `service`, from the cache (read on a miss).

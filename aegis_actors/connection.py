@@ -10,7 +10,6 @@ servers could not be reached, so a mistyped URL fails fast instead of hanging.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from aegis_actors.backoff import Backoff
 from aegis_actors.errors import NatsUnavailableError
 from aegis_actors.ref import ActorRef
 from aegis_actors.supervisor import ChildSpec, Restart
-from aegis_actors.transport import JetStreamContext, Msg, NatsClient
+from aegis_actors.transport import JetStreamContext, Msg, NatsClient, close_subscriptions
 
 log = structlog.get_logger("aegis_actors.connection")
 
@@ -259,8 +258,7 @@ async def barrier(client: NatsClient, timeout: float = 5.0) -> None:
         with anyio.fail_after(timeout):
             await arrived
     finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+        await close_subscriptions([sub])
 
 
 async def _close_quietly(client: NatsClient) -> None:

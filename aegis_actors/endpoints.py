@@ -72,7 +72,9 @@ def rpc(
 
     Args:
         name: the method name on the wire (`aegis.rpc.{service}.{name}`).
-        idempotent: calling it twice is harmless, so callers may retry it after a timeout.
+        idempotent: calling it twice is harmless, so callers retry it on another
+            instance after a timeout (the registry record lists it under
+            `metadata.idempotentMethods`; see `ServiceActor.call`).
         max_concurrency: how many calls may run at once (default 1: the actor model);
             more suits I/O-bound methods that touch no shared state in between awaits.
         description: shown in `$SRV.INFO`; defaults to the docstring's first line.
@@ -212,6 +214,17 @@ def collect(cls: type) -> Endpoints:
     return Endpoints(rpcs, tuple(events))
 
 
+_ENDPOINTS: dict[type, Endpoints] = {}
+
+
+def endpoints_of(cls: type) -> Endpoints:
+    """The endpoints of a class, collected once (type hints resolved at first use)."""
+    endpoints = _ENDPOINTS.get(cls)
+    if endpoints is None:
+        endpoints = _ENDPOINTS[cls] = collect(cls)
+    return endpoints
+
+
 def unknown_method(service: str, method: str, known: list[str]) -> ServiceError:
     return ServiceError.of(
         ErrorCode.NOT_FOUND,
@@ -219,3 +232,8 @@ def unknown_method(service: str, method: str, known: list[str]) -> ServiceError:
         method=method,
         methods=sorted(known),
     )
+
+
+def idempotent_methods(cls: type) -> list[str]:
+    """The RPC methods of `cls` declared `@rpc(idempotent=True)`, sorted."""
+    return sorted(e.name for e in endpoints_of(cls).rpc.values() if e.idempotent)

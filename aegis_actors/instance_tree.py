@@ -54,12 +54,13 @@ from aegis_actors.configuration.live import WATCHED_KEYS, ConfigActor
 from aegis_actors.configuration.store import config_bucket_spec
 from aegis_actors.connection import Connection, connection_child
 from aegis_actors.discovery.tree import discovery_wiring
+from aegis_actors.endpoints import idempotent_methods
 from aegis_actors.instance import Instance
 from aegis_actors.leadership.models import Leadership
 from aegis_actors.leadership.tree import leadership_children
 from aegis_actors.ref import ActorRef
 from aegis_actors.registry.heartbeat import HeartbeatActor
-from aegis_actors.registry.models import InstanceStatus, new_instance_id
+from aegis_actors.registry.models import IDEMPOTENT_METHODS, InstanceStatus, new_instance_id
 from aegis_actors.request_server import ServiceWiring
 from aegis_actors.service import ServiceActor
 from aegis_actors.settings import InstanceSettings
@@ -103,6 +104,19 @@ class InstancePlan:
         return self.settings.sticky_active_group or self.service_cls.sticky_active_group
 
     @property
+    def metadata(self) -> dict[str, Any]:
+        """What the registry record's `metadata` holds besides host and pid.
+
+        The settings' facts, and the methods the class declares idempotent,
+        which callers then retry on another instance after a timeout.
+        """
+        idempotent = idempotent_methods(self.service_cls)
+        return {
+            **self.settings.metadata,
+            **({IDEMPOTENT_METHODS: idempotent} if idempotent else {}),
+        }
+
+    @property
     def instance(self) -> Instance:
         """Who the instance is: the same for every incarnation of its tree."""
         s = self.settings
@@ -113,7 +127,7 @@ class InstancePlan:
             subjects=Subjects(s.namespace),
             buckets=Buckets(s.namespace),
             settings=self.service_settings,
-            metadata=dict(s.metadata),
+            metadata=self.metadata,
             sticky_active_group=self.sticky_active_group,
             kv_timeout=s.kv_timeout,
         )

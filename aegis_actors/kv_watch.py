@@ -39,7 +39,14 @@ from nats.js import api
 
 from aegis_actors.errors import StoreUnavailableError
 from aegis_actors.kv import MARKER_REASON_HEADER, OPERATION_HEADER, KVBucket
-from aegis_actors.transport import NATS_ERRORS, Msg, NatsClient, Subscription, store_errors
+from aegis_actors.transport import (
+    NATS_ERRORS,
+    Msg,
+    NatsClient,
+    Subscription,
+    close_subscriptions,
+    store_errors,
+)
 
 log = structlog.get_logger("aegis_actors.kv_watch")
 
@@ -208,10 +215,7 @@ class KeyWatch:
         sub, self._sub = self._sub, None
         consumer, self.consumer = self.consumer, None
         if sub is not None:
-            try:
-                await sub.unsubscribe()
-            except Exception as exc:  # a closed connection took the subscription with it
-                log.debug("watch unsubscribe failed", error=repr(exc))
+            await close_subscriptions([sub])
         if consumer is not None and not self.client.is_closed:
             # Bounded: after a server restart the consumer is simply gone, and
             # a server that does not answer must not hold up the resync.

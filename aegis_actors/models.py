@@ -1,13 +1,27 @@
-"""The base of every model that travels on the wire: camelCase fields, UTC `Z` timestamps."""
+"""The base of every model that travels on the wire: camelCase fields, UTC `Z` timestamps.
+
+And the conventions of every request of the management API: strict types,
+camelCase only, unknown fields refused, server-set timestamps refused,
+update fields that may be left out but not null.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    Strict,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 #: MAJOR.MINOR.PATCH in ASCII digits (`fullmatch`: `\d` would take other scripts' digits).
 VERSION_PATTERN: Final = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
@@ -59,3 +73,32 @@ class WireModel(BaseModel):
         extra="forbid",
         frozen=True,
     )
+
+
+#: A KV revision in a request: an integer >= 1 (`"3"` and `null` are 422s).
+Revision = Annotated[int, Strict(), Field(ge=1)]
+
+
+class RequestModel(WireModel):
+    """A request body: camelCase only (`service_name` is an unknown field, as any other)."""
+
+    model_config = ConfigDict(populate_by_name=False, validate_by_name=False)
+
+
+class ServerTimestamps(RequestModel):
+    """Refuses `createdAt` / `updatedAt` in a request: the server sets them (422)."""
+
+    created_at: None = Field(None, exclude=True)
+    updated_at: None = Field(None, exclude=True)
+
+    @field_validator("created_at", "updated_at", mode="before")
+    @classmethod
+    def _server_set(cls, value: Any) -> None:
+        raise PydanticCustomError("server_set", "set by the server; leave it out")
+
+
+def refuse_null(value: Any) -> Any:
+    """For update fields: absent means "keep"; null would be a third meaning nobody could guess."""
+    if value is None:
+        raise PydanticCustomError("null", "may be left out, but not null")
+    return value

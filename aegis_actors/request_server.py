@@ -34,7 +34,7 @@ from aegis_actors.configuration.binding import BoundValue, ConfigChanged
 from aegis_actors.connection import Connection, barrier
 from aegis_actors.discovery.caller import Caller
 from aegis_actors.dispatch import Dispatcher, Served, Unrouted
-from aegis_actors.endpoints import Endpoints, EventHandler, collect
+from aegis_actors.endpoints import EventHandler, endpoints_of
 from aegis_actors.instance import Instance
 from aegis_actors.leadership.models import Leadership, LeadershipChanged
 from aegis_actors.micro import MicroResponder
@@ -92,16 +92,6 @@ SERVER_MESSAGES: Final = frozenset(
     {_Event, Unrouted, HealthQuery, ConfigChanged, LeadershipChanged}
 )
 
-_ENDPOINTS: dict[type, Endpoints] = {}
-
-
-def _endpoints_of(cls: type) -> Endpoints:
-    """The endpoints of a class, collected once (type hints resolved at first start)."""
-    endpoints = _ENDPOINTS.get(cls)
-    if endpoints is None:
-        endpoints = _ENDPOINTS[cls] = collect(cls)
-    return endpoints
-
 
 class RequestServer:
     """Subscriptions, routing, limits, deadlines, replies, standby and drain of one service."""
@@ -112,7 +102,7 @@ class RequestServer:
         self.instance = wiring.instance
         self.configuration: Any = None
         """The bound configuration's value as last delivered to the service."""
-        self.endpoints = _endpoints_of(type(service))
+        self.endpoints = endpoints_of(type(service))
         # Broadcast events reach every instance; requests and queue-group events
         # only one that serves (in a sticky-active group: the ACTIVE one).
         self._subs: list[Subscription] = []

@@ -15,11 +15,17 @@ subscribes to the subject, so the request fails at once with
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Final
 
 from aegis_actors.errors import NatsUnavailableError, NoRespondersError, RequestTimeoutError
-from aegis_actors.transport import NATS_ERRORS, Msg, NatsClient, Subscription, transport_error
+from aegis_actors.transport import (
+    NATS_ERRORS,
+    Msg,
+    NatsClient,
+    Subscription,
+    close_subscriptions,
+    transport_error,
+)
 
 STATUS_HEADER: Final = "Status"
 NO_RESPONDERS_STATUS: Final = "503"
@@ -84,9 +90,7 @@ class Requester:
             if not future.done():
                 future.set_exception(NatsUnavailableError("the requester was closed"))
         if sub is not None:
-            # A closed connection took the subscription with it.
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            await close_subscriptions([sub])
 
     async def request(
         self,

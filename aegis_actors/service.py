@@ -36,12 +36,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 from pydantic import BaseModel
 
 from aegis_actors.actor import Actor
 from aegis_actors.configuration.binding import ConfigBinding
+from aegis_actors.discovery.caller import CallOptions
 from aegis_actors.instance import Instance
 from aegis_actors.leadership.models import Leadership
 from aegis_actors.models import check_version
@@ -216,14 +217,7 @@ class ServiceActor(Actor):
         await self.nats.publish(self.actor_instance.subjects.event(subject), data, headers=headers)
 
     async def call(
-        self,
-        service: str,
-        method: str,
-        params: Any = None,
-        *,
-        timeout: float | None = None,
-        idempotent: bool = False,
-        discovery: bool = True,
+        self, service: str, method: str, params: Any = None, **options: Unpack[CallOptions]
     ) -> Any:
         """Call `method` of another service and return its data (docs/guides/calls.md).
 
@@ -231,19 +225,25 @@ class ServiceActor(Actor):
         strategy, and called directly; one that does not answer is skipped for
         another within the same `timeout` (default: the instance's
         `discovery.call_timeout`, never past the deadline of the request being
-        served). Say `idempotent=True` only for methods that may run twice: then
-        a timed-out attempt is retried on another instance. `discovery=False`
-        sends to the service's queue group. While a handler awaits a call, this
-        actor handles nothing else (unless the method has `max_concurrency`),
-        so a service must not call itself.
+        served). After a timeout the call is retried on another instance only
+        if the method may run twice: say `idempotent=True`, or declare it
+        `@rpc(idempotent=True)` in the callee (every registered instance's
+        record then says so). `discovery=False` sends to the service's queue
+        group. While a handler awaits a call, this actor handles nothing else
+        (unless the method has `max_concurrency`), so a service must not call
+        itself.
+
+        Args:
+            params: a pydantic model or any JSON value (None sends `null`).
+            options: `timeout`, `idempotent`, `discovery` (see `CallOptions`).
 
         Raises:
             ServiceError: the method's error reply, SERVICE_UNAVAILABLE or
                 DEADLINE_EXCEEDED.
+            ValueError: a bad service or method name, timeout, or params that
+                are not JSON.
         """
-        return await self._actor_server.wiring.caller.call(
-            service, method, params, timeout=timeout, idempotent=idempotent, discovery=discovery
-        )
+        return await self._actor_server.wiring.caller.call(service, method, params, **options)
 
     # -- machinery (the runtime calls these; subclasses do not) ---------------------
 

@@ -26,8 +26,9 @@ from aegis_actors.connection import ConnectionSettings, connect, split_urls
 from aegis_actors.errors import NatsUnavailableError, ServiceError
 from aegis_actors.eventloop import run
 from aegis_actors.mgmt.client import DEFAULT_TIMEOUT, ManagementClient
-from aegis_actors.mgmt.models import DEFAULT_PAGE, MAX_PAGE, ServicePage
+from aegis_actors.mgmt.models import ServicePage
 from aegis_actors.models import format_timestamp, utc_now
+from aegis_actors.pagination import DEFAULT_PAGE, MAX_PAGE
 from aegis_actors.subjects import check_namespace
 
 URL_ENV: Final = "AEGIS_NATS_URL"

@@ -1,6 +1,6 @@
 """The requests of `aegis.mgmt.apps.*` and `aegis.mgmt.configs.*`, and their pages.
 
-The conventions of the management API hold (see `aegis_actors.mgmt.models`):
+The conventions of the management API hold (see `aegis_actors.models`):
 strict types, camelCase only, unknown fields refused, `createdAt` /
 `updatedAt` refused (the server sets them), update fields may be left out but
 not null, and an update must change something.
@@ -22,21 +22,13 @@ from aegis_actors.configuration.models import (
     Configuration,
     Ulid,
 )
-from aegis_actors.mgmt.models import (
-    DEFAULT_PAGE,
-    MAX_PAGE,
-    RequestModel,
-    Revision,
-    ServerTimestamps,
-    refuse_null,
-)
-from aegis_actors.models import WireModel
+from aegis_actors.models import RequestModel, Revision, ServerTimestamps, WireModel, refuse_null
+from aegis_actors.pagination import DEFAULT_PAGE, Cursor, Limit
 
 StrictUlid = Annotated[Ulid, Strict()]
 ApplicationName = Annotated[str, Strict(), Field(pattern=APPLICATION_NAME)]
 ConfigurationName = Annotated[str, Strict(), Field(pattern=CONFIGURATION_NAME)]
 Comments = Annotated[str, Strict(), Field(max_length=1000)]
-Limit = Annotated[int, Strict(), Field(ge=1, le=MAX_PAGE)]
 
 
 class _ReadOnlyIds(ServerTimestamps):
@@ -75,7 +67,7 @@ class ListApplications(RequestModel):
     """`aegis.mgmt.apps.list`: sorted by name."""
 
     limit: Limit = DEFAULT_PAGE
-    cursor: Annotated[str, Strict()] | None = None
+    cursor: Cursor | None = None
 
 
 class UpdateApplication(_ReadOnlyIds):
@@ -139,7 +131,7 @@ class ListConfigurations(RequestModel):
 
     application_id: StrictUlid | None = None
     limit: Limit = DEFAULT_PAGE
-    cursor: Annotated[str, Strict()] | None = None
+    cursor: Cursor | None = None
 
 
 class UpdateConfiguration(ServerTimestamps):

@@ -29,13 +29,11 @@ release the old one after the record is written.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from ulid import ULID
@@ -55,6 +53,7 @@ from aegis_actors.configuration.models import Application, Configuration, NameIn
 from aegis_actors.errors import ErrorCode, KeyExistsError, RevisionConflictError, ServiceError
 from aegis_actors.kv import BucketSpec, Entry, KVBucket
 from aegis_actors.models import Timestamp, WireModel, utc_now
+from aegis_actors.pagination import Key, Page, fit, paginate
 from aegis_actors.transport import JetStreamContext
 
 #: Revisions kept per key: `history` returns the last 10 of a configuration.
@@ -65,8 +64,6 @@ DEFAULT_GRACE: Final = 10.0
 DELETE_ATTEMPTS: Final = 5
 
 M = TypeVar("M", bound=BaseModel)
-T = TypeVar("T")
-W = TypeVar("W", Application, Configuration)
 
 
 def config_bucket_spec(buckets: Buckets) -> BucketSpec:
@@ -97,70 +94,18 @@ class _ConfigurationRecord(WireModel):
 
 
 @dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    """One page of a list, and the cursor of the next one (None at the end)."""
-
-    items: list[T]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class RepairReport:
     orphan_names: int
     unfinished_deletes: int
     orphan_configurations: int
 
 
-def _encode_cursor(key: tuple[str, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode()
+def _by_name(item: _ApplicationRecord | _ConfigurationRecord | Application | Configuration) -> Key:
+    return (item.name, item.id)
 
 
-def _decode_cursor(cursor: str) -> tuple[str, str]:
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except ValueError:
-        key = None
-    # Only what `_encode_cursor` writes: a pair of strings (a JSON object of two
-    # keys would unpack too, and page from nowhere in particular).
-    if not (isinstance(key, list) and len(key) == 2 and all(isinstance(k, str) for k in key)):
-        raise ServiceError.of(
-            ErrorCode.VALIDATION_ERROR,
-            "cursor: not a cursor this service gave out",
-            field="cursor",
-            value=cursor,
-        )
-    return key[0], key[1]
-
-
-def paginate(
-    items: list[M], key: Callable[[M], tuple[str, str]], limit: int, cursor: str | None
-) -> Page[M]:
-    """Items sorted by `key`, after `cursor`, at most `limit` of them."""
-    ordered = sorted(items, key=key)
-    if cursor is not None:
-        after = _decode_cursor(cursor)
-        ordered = [item for item in ordered if key(item) > after]
-    page = ordered[:limit]
-    more = len(ordered) > limit
-    return Page(page, _encode_cursor(key(page[-1])) if more and page else None)
-
-
-def fit(page: Page[W], max_bytes: int | None) -> Page[W]:
-    """`page` cut short so that its items' JSON stays within `max_bytes` (one NATS message).
-
-    Twenty configurations of 60 KiB are over the 1 MiB a NATS message holds by
-    default: unfitted, the reply could not be sent and the caller heard nothing.
-    At least one item is kept, so a page always moves on.
-    """
-    if max_bytes is None:
-        return page
-    size = 0
-    for kept, item in enumerate(page.items):
-        size += len(item.model_dump_json(by_alias=True)) + 1  # and a comma
-        if kept and size > max_bytes:
-            last = page.items[kept - 1]
-            return Page(page.items[:kept], _encode_cursor((last.name, last.id)))
-    return page
+def _json_size(item: WireModel) -> int:
+    return len(item.model_dump_json(by_alias=True))
 
 
 class ConfigurationStore:
@@ -240,7 +185,7 @@ class ConfigurationStore:
             for entry in await self.bucket.entries(APPLICATIONS)
             if (record := self._parse(_ApplicationRecord, entry)) and not record.deleting
         ]
-        page = paginate(records, lambda r: (r.name, r.id), limit, cursor)
+        page = paginate(records, _by_name, limit, cursor, parts=2)
         # One read of every configuration, not one per application (a page of
         # 100 applications took 120 ms that way).
         owned: dict[str, list[str]] = {}
@@ -249,7 +194,7 @@ class ConfigurationStore:
             if config is not None:
                 owned.setdefault(config.application_id, []).append(config.id)
         apps = [self._application(r, sorted(owned.get(r.id, []))) for r in page.items]
-        return fit(Page(apps, page.next_cursor), max_bytes)
+        return fit(Page(apps, page.next_cursor), _by_name, _json_size, max_bytes)
 
     async def _configuration_record(
         self, configuration_id: str
@@ -298,9 +243,9 @@ class ConfigurationStore:
                 for entry in await self.bucket.entries(CONFIGURATIONS)
                 if (record := self._parse(_ConfigurationRecord, entry))
             ]
-        page = paginate(records, lambda r: (r.name, r.id), limit, cursor)
+        page = paginate(records, _by_name, limit, cursor, parts=2)
         items = [Configuration.model_validate(r.model_dump()) for r in page.items]
-        return fit(Page(items, page.next_cursor), max_bytes)
+        return fit(Page(items, page.next_cursor), _by_name, _json_size, max_bytes)
 
     async def configuration_history(self, configuration_id: str) -> list[tuple[Configuration, int]]:
         """The last `HISTORY` revisions, newest first."""

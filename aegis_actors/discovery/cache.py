@@ -32,7 +32,7 @@ from aegis_actors.discovery.settings import DiscoveryMode, DiscoverySettings
 from aegis_actors.discovery.snapshot import NEVER, DiscoveryCache, Evict, Load, ServiceView
 from aegis_actors.errors import StoreUnavailableError
 from aegis_actors.kv import KVBucket
-from aegis_actors.registry.models import InstanceStatus, ServiceInstance
+from aegis_actors.registry.models import IDEMPOTENT_METHODS, InstanceStatus, ServiceInstance
 from aegis_actors.registry.store import registry_bucket_spec
 from aegis_actors.transport import NatsClient
 from aegis_actors.watch import KeyChanged, KeyRemoved, WatchState, WatchSynced, WatchTopic
@@ -257,6 +257,7 @@ class DiscoveryCacheActor(Actor):
             members=frozenset(ids),
             expires_at=self._expiry(ids, old, loaded),
             evicted=evicted,
+            idempotent=_idempotent(instances),
         )
 
     def _expiry(self, ids: tuple[str, ...], old: ServiceView | None, loaded: bool) -> float:
@@ -300,3 +301,17 @@ def _parse(value: bytes, service: str, instance_id: str) -> ServiceInstance | No
     if instance.service_name != service or instance.instance_id != instance_id:
         return None  # a record under someone else's key: trust neither
     return instance
+
+
+def _idempotent(instances: tuple[ServiceInstance, ...]) -> frozenset[str]:
+    """The methods every instance's record lists as idempotent (none if one does not)."""
+    common: frozenset[str] | None = None
+    for instance in instances:
+        listed = instance.metadata.get(IDEMPOTENT_METHODS)
+        names = (
+            frozenset(n for n in listed if isinstance(n, str))
+            if isinstance(listed, list)
+            else frozenset()
+        )
+        common = names if common is None else common & names
+    return common or frozenset()

@@ -1,7 +1,7 @@
 """`Caller`: `call(service, method, params)` with discovery, strategies and failover.
 
-One caller serves an instance (all its actors) or a `Client`. A call (SPEC
-section 8):
+One caller serves an instance (all its actors) or a `Client`. A call
+(docs/guides/calls.md):
 
 1. takes the service's view from the discovery snapshot (a dict access; on a
    miss the cache actor reads the registry);
@@ -12,8 +12,9 @@ section 8):
 4. on "no responders" evicts the instance and tries another, within the same
    deadline; once every cached instance failed it rereads the registry once;
 5. never retries after an error reply (the call may have had effects), and
-   after a timeout only if the caller says the method is idempotent: then each
-   attempt may use `attempt_share` of the time left, so a retry has time.
+   after a timeout only if the method is idempotent (the caller says so, or
+   every registered instance of the service declares it): then each attempt
+   may use `attempt_share` of the time left, so a retry has time.
 
 Without discovery (`discovery=False`, mode `off`, or registration turned
 off) the request goes to the queue group `aegis.rpc.{service}.{method}` and
@@ -31,7 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 import anyio
 from pydantic_core import from_json
@@ -112,7 +113,7 @@ class InstanceCallStatistics:
 
 @dataclass(frozen=True, slots=True)
 class CallStatistics:
-    """Counters of a caller (SPEC section 8), with its discovery cache's."""
+    """Counters of a caller (docs/guides/calls.md), with its discovery cache's."""
 
     calls: int
     failed: int
@@ -123,8 +124,24 @@ class CallStatistics:
     discovery: DiscoveryStatistics | None
 
 
+class CallOptions(TypedDict, total=False):
+    """The options of `ServiceActor.call` and `Client.call` (all of them optional)."""
+
+    timeout: float | None
+    """Seconds for the whole call, retries included (default: `discovery.call_timeout`);
+    inside a handler, never past the deadline of the request being served."""
+    idempotent: bool
+    """The method may run twice, so a timed-out attempt is retried on another
+    instance (methods the callee declares `@rpc(idempotent=True)` are anyway)."""
+    discovery: bool
+    """False sends to the service's queue group instead (NATS picks the instance)."""
+
+
 class Caller:
-    """Calls methods of services; one per instance or client, shared by its tasks."""
+    """Calls methods of services; one per instance or client, shared by its tasks.
+
+    `call` is the one implementation of `ServiceActor.call` and `Client.call`.
+    """
 
     def __init__(
         self,
@@ -163,14 +180,9 @@ class Caller:
     ) -> Any:
         """Call `method` of `service` with `params` (a model or JSON value); return its data.
 
-        Args:
-            timeout: seconds for the whole call, retries included (default
-                `call_timeout`); inside a handler, never past its own deadline.
-            idempotent: the method may run twice, so a timed-out attempt may be
-                retried on another instance.
-            discovery: False sends to the service's queue group instead.
-            envelope: return the whole success reply as a dict (`ok`, `status`,
-                `data`, `revision`), as the service sent it.
+        The options are `CallOptions`'s; `envelope=True` returns the whole
+        success reply as a dict (`ok`, `status`, `data`, `revision`), as the
+        service sent it.
 
         Raises:
             ServiceError: the error reply of the method; or SERVICE_UNAVAILABLE
@@ -237,7 +249,8 @@ class Caller:
                 remaining = deadline - now()
                 if remaining <= 0:
                     raise _deadline_exceeded(service, method, timeout)
-                attempt = self._attempt_time(remaining, idempotent, timeouts)
+                retry = idempotent or method in view.idempotent
+                attempt = self._attempt_time(remaining, retry, timeouts)
                 headers[DEADLINE_HEADER] = deadline_header(attempt)
                 tally = self._tallies.get(instance_id) or self._new_tally(instance_id)
                 outstanding[instance_id] = outstanding.get(instance_id, 0) + 1
@@ -252,7 +265,7 @@ class Caller:
                 except RequestTimeoutError:
                     tally.failures += 1
                     timeouts += 1
-                    if not idempotent or timeouts >= self._max_attempts:
+                    if not retry or timeouts >= self._max_attempts:
                         raise _deadline_exceeded(service, method, timeout) from None
                 else:
                     tally.calls += 1

@@ -49,6 +49,8 @@ class ServiceView:
     """`cache.clock()` after which the view is read again (never, while a watch keeps it)."""
     evicted: frozenset[str] = frozenset()
     """Instances left out after 'no responders', until they write their record again."""
+    idempotent: frozenset[str] = frozenset()
+    """Methods that every registered instance declares idempotent: retried after a timeout."""
 
     def describe(self) -> str:
         """Why `ids` is what it is, for error messages: `3 registered: 1 UNHEALTHY, ...`."""

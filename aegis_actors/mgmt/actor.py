@@ -23,14 +23,12 @@ down serves 503 until it is back rather than failing to start.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Final
 
 from aegis_actors._version import __version__
 from aegis_actors.configuration.models import MAX_CONFIG_BYTES
 from aegis_actors.endpoints import rpc
-from aegis_actors.errors import ConfigError, ErrorCode, ServiceError, StoreUnavailableError
 from aegis_actors.mgmt.configs import CONFIGURATION_VERBS, ConfigurationApi
 from aegis_actors.mgmt.definitions import DefinitionStore
 from aegis_actors.mgmt.instances import InstanceQueries
@@ -52,8 +50,6 @@ SERVICE_NAME: Final = "aegis-mgmt"
 #: Requests one instance serves at once: each mostly waits on one KV round
 #: trip, and every write is checked by the server, so they need no ordering.
 CONCURRENCY: Final = 64
-#: Room left in a NATS message for the reply envelope around a list page.
-_ENVELOPE_BYTES: Final = 1024
 
 VERBS: Final[dict[str, tuple[str, ...]]] = {
     "services": ("create", "get", "list", "update", "delete"),
@@ -97,23 +93,9 @@ class ManagementService(ConfigurationApi):
         self._index: DefinitionIndex | None = None
         self._instances: InstanceQueries | None = None
 
-    @contextmanager
-    def _store_errors(self) -> Iterator[None]:
-        """An unreachable (or unusable) store is a 503, not a 500: the request may be retried."""
-        try:
-            yield
-        except StoreUnavailableError as exc:
-            # "No stream answered" is also what a deleted bucket looks like:
-            # open (and so create) the buckets again at the next request.
-            self._definitions = self._index = self._instances = None
-            self._configurations = None
-            raise ServiceError.of(
-                ErrorCode.SERVICE_UNAVAILABLE, f"the store is unreachable: {exc}"
-            ) from exc
-        except ConfigError as exc:
-            raise ServiceError.of(
-                ErrorCode.SERVICE_UNAVAILABLE, f"the store is unusable: {exc}"
-            ) from exc
+    def _close_stores(self) -> None:
+        super()._close_stores()
+        self._definitions = self._index = self._instances = None
 
     async def _store(self) -> DefinitionStore:
         if self._definitions is None:
@@ -153,9 +135,9 @@ class ManagementService(ConfigurationApi):
     @rpc(max_concurrency=CONCURRENCY, idempotent=True)
     async def services_list(self, params: ListServices) -> Reply:
         """List service definitions sorted by name, a page at a time."""
-        max_bytes = self.nats.max_payload - _ENVELOPE_BYTES
         with self._store_errors():
-            page = await (await self._listing()).page(params.limit, params.cursor, max_bytes)
+            listing = await self._listing()
+            page = await listing.page(params.limit, params.cursor, self._page_bytes())
         return Reply(data_json=page)
 
     @rpc(max_concurrency=CONCURRENCY)

@@ -8,7 +8,8 @@ here requests become store calls and results become replies.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Final
 
@@ -33,12 +34,12 @@ from aegis_actors.configuration.requests import (
 )
 from aegis_actors.configuration.store import ConfigurationStore
 from aegis_actors.endpoints import rpc
+from aegis_actors.errors import ConfigError, ErrorCode, ServiceError, StoreUnavailableError
+from aegis_actors.pagination import ENVELOPE_BYTES
 from aegis_actors.service import ServiceActor
 from aegis_actors.wire import Reply
 
 CONCURRENCY: Final = 64
-#: Room left in a NATS message for the reply envelope around a list page.
-_ENVELOPE_BYTES: Final = 1024
 CONFIGURATION_VERBS: Final[dict[str, tuple[str, ...]]] = {
     "apps": ("create", "get", "list", "update", "delete"),
     "configs": ("create", "get", "list", "update", "delete", "history"),
@@ -46,13 +47,34 @@ CONFIGURATION_VERBS: Final[dict[str, tuple[str, ...]]] = {
 
 
 class ConfigurationApi(ServiceActor):
-    """Applications and configurations over request-reply (SPEC section 10)."""
+    """Applications and configurations over request-reply (docs/reference/management-api.md)."""
 
     _configurations: ConfigurationStore | None = None
     _opening: anyio.Lock | None = None
 
-    def _store_errors(self) -> AbstractContextManager[None]:
-        raise NotImplementedError  # ManagementService maps store failures to 503
+    @contextmanager
+    def _store_errors(self) -> Iterator[None]:
+        """An unreachable (or unusable) store is a 503, not a 500: the request may be retried.
+
+        The one place the management API maps store failures to replies.
+        """
+        try:
+            yield
+        except StoreUnavailableError as exc:
+            # "No stream answered" is also what a deleted bucket looks like:
+            # open (and so create) the buckets again at the next request.
+            self._close_stores()
+            raise ServiceError.of(
+                ErrorCode.SERVICE_UNAVAILABLE, f"the store is unreachable: {exc}"
+            ) from exc
+        except ConfigError as exc:
+            raise ServiceError.of(
+                ErrorCode.SERVICE_UNAVAILABLE, f"the store is unusable: {exc}"
+            ) from exc
+
+    def _close_stores(self) -> None:
+        """Forget the opened stores (subclasses forget theirs too)."""
+        self._configurations = None
 
     async def _configuration_store(self) -> ConfigurationStore:
         if self._configurations is not None:
@@ -74,7 +96,8 @@ class ConfigurationApi(ServiceActor):
             return self._configurations
 
     def _page_bytes(self) -> int:
-        return self.nats.max_payload - _ENVELOPE_BYTES
+        """What a list page's items may take of one NATS message."""
+        return self.nats.max_payload - ENVELOPE_BYTES
 
     # -- applications ----------------------------------------------------------------
 

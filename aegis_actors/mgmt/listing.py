@@ -27,6 +27,7 @@ from pydantic_core import to_json
 from aegis_actors.errors import StoreError
 from aegis_actors.kv import Entry, KVBucket
 from aegis_actors.mgmt.definitions import decode, encode
+from aegis_actors.pagination import cursor_of, fitting, key_of
 
 log = structlog.get_logger("aegis_actors.mgmt.listing")
 
@@ -132,16 +133,11 @@ class DefinitionIndex:
 
     def _page(self, limit: int, cursor: str | None, max_bytes: int) -> bytes:
         names = self._names
-        start = bisect.bisect_right(names, cursor) if cursor is not None else 0
-        parts: list[bytes] = []
-        # The envelope around the items, with room for the longest cursor.
-        size = 128
-        for name in names[start : start + limit]:
-            item = self._items[name][1]
-            if parts and size + len(item) + 1 > max_bytes:
-                break
-            parts.append(item)
-            size += len(item) + 1
+        start = bisect.bisect_right(names, key_of(cursor, 1)[0]) if cursor is not None else 0
+        parts = [self._items[name][1] for name in names[start : start + limit]]
+        # The envelope around the items, with room for the longest cursor: 128 bytes.
+        kept = fitting(map(len, parts), max_bytes - 128)
+        parts = parts[:kept]
         end = start + len(parts)
-        next_cursor = names[end - 1] if parts and end < len(names) else None
+        next_cursor = cursor_of((names[end - 1],)) if parts and end < len(names) else None
         return b'{"items":[%s],"nextCursor":%s}' % (b",".join(parts), to_json(next_cursor))

@@ -14,20 +14,27 @@ that they would not be kept.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
-from pydantic import AfterValidator, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import AfterValidator, Field, Strict, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from aegis_actors.models import VERSION_PATTERN, Timestamp, WireModel
+from aegis_actors.models import (
+    VERSION_PATTERN,
+    RequestModel,
+    Revision,
+    ServerTimestamps,
+    Timestamp,
+    WireModel,
+    refuse_null,
+)
+from aegis_actors.pagination import DEFAULT_PAGE, MAX_PAGE, Limit
 from aegis_actors.registry.models import ServiceInstance
 from aegis_actors.subjects import SERVICE_NAME, SERVICE_NAME_RE
 
 INSTANCE_ID_PATTERN: Final = re.compile(rf"({SERVICE_NAME})-[0-9a-f]{{8}}")
 OWNER_MAX: Final = 100
 DESCRIPTION_MAX: Final = 500
-DEFAULT_PAGE: Final = 100
-MAX_PAGE: Final = 1000
 
 
 def _service_name(value: str) -> str:
@@ -68,7 +75,6 @@ Owner = Annotated[str, Strict(), Field(min_length=1, max_length=OWNER_MAX)]
 NewOwner = Annotated[Owner, AfterValidator(_not_blank)]
 Description = Annotated[str, Strict(), Field(max_length=DESCRIPTION_MAX)]
 Version = Annotated[str, Strict(), AfterValidator(_version)]
-Revision = Annotated[int, Strict(), Field(ge=1)]
 InstanceId = Annotated[str, Strict(), AfterValidator(_instance_id)]
 
 
@@ -84,31 +90,6 @@ class ServiceDefinition(WireModel):
     version: Version = Field(description="Semantic version, MAJOR.MINOR.PATCH.")
     created_at: Timestamp = Field(description="Set by the server when the definition is created.")
     updated_at: Timestamp = Field(description="Set by the server at every update.")
-
-
-class RequestModel(WireModel):
-    """A request body: camelCase only (`service_name` is an unknown field, as any other)."""
-
-    model_config = ConfigDict(populate_by_name=False, validate_by_name=False)
-
-
-class ServerTimestamps(RequestModel):
-    """Refuses `createdAt` / `updatedAt` in a request: the server sets them (422)."""
-
-    created_at: None = Field(None, exclude=True)
-    updated_at: None = Field(None, exclude=True)
-
-    @field_validator("created_at", "updated_at", mode="before")
-    @classmethod
-    def _server_set(cls, value: Any) -> None:
-        raise PydanticCustomError("server_set", "set by the server; leave it out")
-
-
-def refuse_null(value: Any) -> Any:
-    """For update fields: absent means "keep"; null would be a third meaning nobody could guess."""
-    if value is None:
-        raise PydanticCustomError("null", "may be left out, but not null")
-    return value
 
 
 class CreateService(ServerTimestamps):
@@ -129,7 +110,7 @@ class GetService(RequestModel):
 class ListServices(RequestModel):
     """`aegis.mgmt.services.list`: a page of definitions sorted by name."""
 
-    limit: Annotated[int, Strict(), Field(ge=1, le=MAX_PAGE)] = Field(
+    limit: Limit = Field(
         DEFAULT_PAGE, description=f"Definitions per page, 1-{MAX_PAGE} (default {DEFAULT_PAGE})."
     )
     cursor: ServiceName | None = Field(

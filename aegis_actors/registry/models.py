@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import secrets
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ConfigDict, Field
 
 from aegis_actors.models import Timestamp, WireModel
 from aegis_actors.subjects import check_service_name
+
+#: The key of a record's `metadata` that lists the methods the service declares
+#: `@rpc(idempotent=True)`: callers retry those on another instance after a timeout.
+IDEMPOTENT_METHODS: Final = "idempotentMethods"
 
 
 class InstanceStatus(StrEnum):
