@@ -3,6 +3,16 @@
 from aegis_actors._version import __version__
 from aegis_actors.actor import Actor, Failure
 from aegis_actors.backoff import Backoff
+from aegis_actors.child_spec import (
+    AutoShutdown,
+    ChildInfo,
+    ChildSpec,
+    Restart,
+    StartChild,
+    Strategy,
+    TerminateChild,
+    WhichChildren,
+)
 from aegis_actors.client import Client
 from aegis_actors.connection import ConnectionActor, ConnectionSettings, TlsSettings
 from aegis_actors.discovery.caller import CallStatistics, InstanceCallStatistics
@@ -44,17 +54,7 @@ from aegis_actors.request import RequestContext, current_request
 from aegis_actors.requester import Requester
 from aegis_actors.service import ServiceActor
 from aegis_actors.settings import InstanceSettings, ServiceSettings
-from aegis_actors.supervisor import (
-    AutoShutdown,
-    ChildInfo,
-    ChildSpec,
-    Restart,
-    StartChild,
-    Strategy,
-    Supervisor,
-    TerminateChild,
-    WhichChildren,
-)
+from aegis_actors.supervisor import Supervisor
 from aegis_actors.system import ActorSystem, SystemStatistics
 from aegis_actors.watch import (
     GetWatchStatistics,

@@ -43,7 +43,7 @@ class Buckets:
         return self._name("service-definitions")
 
     @property
-    def config(self) -> str:
+    def configuration(self) -> str:
         return self._name("aegis-config")
 
 

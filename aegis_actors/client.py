@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any, Unpack
 
 from aegis_actors.buckets import Buckets
+from aegis_actors.child_spec import AutoShutdown
 from aegis_actors.connection import Connection, ConnectionSettings, connection_child
 from aegis_actors.discovery.caller import Caller, CallOptions, CallStatistics
 from aegis_actors.discovery.settings import DiscoveryMode, DiscoverySettings
@@ -32,7 +33,7 @@ from aegis_actors.errors import ActorStartError, ConfigError
 from aegis_actors.instance import DEFAULT_KV_TIMEOUT
 from aegis_actors.registry.models import ServiceInstance
 from aegis_actors.subjects import Subjects, check_namespace, check_service_name
-from aegis_actors.supervisor import AutoShutdown, Supervisor
+from aegis_actors.supervisor import Supervisor
 from aegis_actors.system import ActorSystem
 from aegis_actors.transport import NatsClient as NatsClient
 

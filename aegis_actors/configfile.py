@@ -44,12 +44,12 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from aegis_actors.child_spec import Strategy
 from aegis_actors.connection import ConnectionSettings, split_urls
 from aegis_actors.errors import ConfigError
 from aegis_actors.service import ServiceActor
 from aegis_actors.settings import InstanceSettings, ServiceSettings
 from aegis_actors.subjects import check_namespace
-from aegis_actors.supervisor import Strategy
 
 #: Environment variable -> key path in the file it overrides.
 ENV_OVERRIDES: Final[dict[str, tuple[str, ...]]] = {
@@ -62,7 +62,7 @@ ENV_OVERRIDES: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
-class NatsConfig(ConnectionSettings):
+class NatsSettings(ConnectionSettings):
     """Section `[nats]`: where NATS is; without `url`, `aegis run` starts one."""
 
     url: str | list[str] | None = Field(  # type: ignore[assignment]
@@ -72,7 +72,7 @@ class NatsConfig(ConnectionSettings):
     )
 
 
-class EmbeddedServerConfig(BaseModel):
+class EmbeddedServerSettings(BaseModel):
     """Section `[embedded]`: the nats-server `aegis run` starts when `nats.url` is absent."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -83,7 +83,7 @@ class EmbeddedServerConfig(BaseModel):
     )
 
 
-class SupervisorConfig(BaseModel):
+class SupervisorSettings(BaseModel):
     """Section `[supervisor]`: the root supervisor over one supervisor per service."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -95,7 +95,7 @@ class SupervisorConfig(BaseModel):
     within_seconds: float = Field(5.0, gt=0, description="Window of `max_restarts`.")
 
 
-class ServiceConfig(ServiceSettings):
+class FleetServiceSettings(ServiceSettings):
     """One `[[services]]` entry: a class to run, how many instances, and their options."""
 
     class_path: str = Field(
@@ -106,7 +106,7 @@ class ServiceConfig(ServiceSettings):
     instances: int = Field(1, ge=1, le=1000, description="How many instances to run.")
 
 
-class FleetConfig(BaseModel):
+class FleetSettings(BaseModel):
     """A whole config file."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -119,14 +119,14 @@ class FleetConfig(BaseModel):
     namespace: str = Field(
         "", description="Prefix of subjects and bucket names, to share a server between fleets."
     )
-    nats: NatsConfig = Field(default_factory=NatsConfig, description="See `[nats]`.")
-    embedded: EmbeddedServerConfig = Field(
-        default_factory=EmbeddedServerConfig, description="See `[embedded]`."
+    nats: NatsSettings = Field(default_factory=NatsSettings, description="See `[nats]`.")
+    embedded: EmbeddedServerSettings = Field(
+        default_factory=EmbeddedServerSettings, description="See `[embedded]`."
     )
-    supervisor: SupervisorConfig = Field(
-        default_factory=SupervisorConfig, description="See `[supervisor]`."
+    supervisor: SupervisorSettings = Field(
+        default_factory=SupervisorSettings, description="See `[supervisor]`."
     )
-    services: list[ServiceConfig] = Field(
+    services: list[FleetServiceSettings] = Field(
         min_length=1, description="The services to run (`[[services]]`)."
     )
 
@@ -143,7 +143,7 @@ class FleetConfig(BaseModel):
 class LoadedService:
     """A service entry with its class imported and checked."""
 
-    def __init__(self, config: ServiceConfig, cls: type[ServiceActor]) -> None:
+    def __init__(self, config: FleetServiceSettings, cls: type[ServiceActor]) -> None:
         self.config = config
         self.cls = cls
 
@@ -159,7 +159,7 @@ class LoadedService:
 class LoadedConfig:
     """A validated config file: the models, and every service class imported."""
 
-    def __init__(self, path: Path, fleet: FleetConfig, services: list[LoadedService]) -> None:
+    def __init__(self, path: Path, fleet: FleetSettings, services: list[LoadedService]) -> None:
         self.path = path
         self.fleet = fleet
         self.services = services
@@ -190,7 +190,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> L
         raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
     raw = apply_env(raw, os.environ if environ is None else environ)
     try:
-        fleet = FleetConfig.model_validate(raw)
+        fleet = FleetSettings.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(where, exc)) from None
     services = [_load_service(where, i, entry) for i, entry in enumerate(fleet.services)]
@@ -284,7 +284,7 @@ def resolve_class(path: str) -> type[ServiceActor]:
     return cls
 
 
-def _load_service(where: str, index: int, entry: ServiceConfig) -> LoadedService:
+def _load_service(where: str, index: int, entry: FleetServiceSettings) -> LoadedService:
     try:
         cls = resolve_class(entry.class_path)
     except ConfigError as exc:

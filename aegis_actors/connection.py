@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from aegis_actors.actor import Actor
 from aegis_actors.backoff import Backoff
+from aegis_actors.child_spec import ChildSpec, Restart
 from aegis_actors.errors import NatsUnavailableError
 from aegis_actors.ref import ActorRef
-from aegis_actors.supervisor import ChildSpec, Restart
 from aegis_actors.transport import JetStreamContext, Msg, NatsClient, close_subscriptions
 
 log = structlog.get_logger("aegis_actors.connection")

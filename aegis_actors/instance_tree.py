@@ -2,15 +2,15 @@
 
 ```
 {instanceId}  InstanceSupervisor (one_for_one, auto_shutdown=any_significant)
-├── connection   ConnectionActor   temporary, significant: its loss rebuilds the tree
-├── kv-watch     KVWatchActor      watches the registry (discovery mode `watch`)
-├── discovery    DiscoveryCacheActor  the instance cache `call()` reads (unless discovery is off)
-├── config-watch KVWatchActor      watches configurations (if the service follows one)
-├── config       ConfigActor       validates its changes and tells the service
-├── leadership-watch KVWatchActor  watches the group's leadership key (sticky-active only)
-├── leadership   LeadershipActor   keeps the instance ACTIVE or STANDBY in its group
-├── service      the user's ServiceActor
-└── heartbeat    HeartbeatActor    (unless registration is off)
+├── connection            ConnectionActor  temporary, significant: its loss rebuilds the tree
+├── kv-watch              KVWatchActor     watches the registry (discovery mode `watch`)
+├── discovery             DiscoveryCacheActor  the cache `call()` reads (unless discovery is off)
+├── config-watch          KVWatchActor     watches configurations (if the service follows one)
+├── config                ConfigurationActor  validates its changes and tells the service
+├── leadership-watch      KVWatchActor     watches the group's leadership key (sticky-active only)
+├── leadership            LeadershipActor  keeps the instance ACTIVE or STANDBY in its group
+├── service               the user's ServiceActor
+└── heartbeat             HeartbeatActor   (unless registration is off)
 ```
 
 Children start in this order and stop in reverse, which gives the graceful
@@ -23,14 +23,14 @@ is a significant child: if it dies, the whole instance restarts with a new
 one (OTP's auto_shutdown), rather than leaving siblings on a dead client.
 
 Siblings tell each other what changed by messages (`LeadershipChanged`,
-`ConfigChanged`, `BeatNow`, `HealthQuery`); what must be current at every
+`ConfigurationChanged`, `BeatNow`, `HealthQuery`); what must be current at every
 read lives in a `Cell` with one writer, made here for each tree:
 
 | fact | writer | readers |
 | --- | --- | --- |
 | `connection` (client, ref) | connection actor | every other child |
 | `leadership` | leadership actor | service, heartbeat |
-| `configuration` (value, revision) | config actor | service (at start) |
+| `configuration` (value, revision) | configuration actor | service (at start) |
 | `serving`, `service` (its ref) | service | heartbeat; leadership, config, heartbeat |
 | `status`, `heartbeat` (its ref) | heartbeat | service; service, leadership |
 
@@ -49,9 +49,10 @@ import structlog
 from aegis_actors.actor import Actor
 from aegis_actors.buckets import Buckets
 from aegis_actors.cell import Cell
-from aegis_actors.configuration.binding import BoundValue, ConfigBinding
-from aegis_actors.configuration.live import WATCHED_KEYS, ConfigActor
-from aegis_actors.configuration.store import config_bucket_spec
+from aegis_actors.child_spec import AutoShutdown, ChildSpec
+from aegis_actors.configuration.binding import BoundValue, ConfigurationBinding
+from aegis_actors.configuration.live import WATCHED_KEYS, ConfigurationActor
+from aegis_actors.configuration.records import configuration_bucket_spec
 from aegis_actors.connection import Connection, connection_child
 from aegis_actors.discovery.tree import discovery_wiring
 from aegis_actors.endpoints import idempotent_methods
@@ -65,7 +66,7 @@ from aegis_actors.request_server import ServiceWiring
 from aegis_actors.service import ServiceActor
 from aegis_actors.settings import InstanceSettings
 from aegis_actors.subjects import Subjects
-from aegis_actors.supervisor import AutoShutdown, ChildSpec, Supervisor
+from aegis_actors.supervisor import Supervisor
 from aegis_actors.system import ActorSystem
 from aegis_actors.watch import WatchTopic, watch_child
 
@@ -89,14 +90,14 @@ class InstancePlan:
         return self.settings.version or self.service_cls.version
 
     @property
-    def config_binding(self) -> ConfigBinding | None:
+    def configuration_binding(self) -> ConfigurationBinding | None:
         """The class's binding, with the names the settings give, if any."""
-        declared = self.service_cls.config_binding
+        declared = self.service_cls.configuration_binding
         names = self.settings.configuration
         if names is None:
             return declared
         model = declared.model if declared is not None else None
-        return ConfigBinding(names.application, names.name, model)
+        return ConfigurationBinding(names.application, names.name, model)
 
     @property
     def sticky_active_group(self) -> str | None:
@@ -193,7 +194,7 @@ class _Cells:
         default_factory=lambda: Cell[Leadership | None](None, writer="leadership")
     )
     configuration: Cell[BoundValue] = field(
-        default_factory=lambda: Cell(BoundValue(), writer="config")
+        default_factory=lambda: Cell(BoundValue(), writer="configuration")
     )
     serving: Cell[bool] = field(default_factory=lambda: Cell(False, writer="service"))
     service: Cell[ActorRef | None] = field(
@@ -210,14 +211,17 @@ class _Cells:
 def _configuration_children(
     plan: InstancePlan, instance: Instance, connection: Connection, cells: _Cells
 ) -> list[ChildSpec]:
-    """`config-watch` and `config`, when the service follows a configuration."""
-    binding = plan.config_binding
+    """`config-watch` and `config`, when the service follows a configuration.
+
+    (The ids are short: they are the last segment of the actors' paths in every log line.)
+    """
+    binding = plan.configuration_binding
     if binding is None:
         return []
     topic = WatchTopic()
 
-    def config() -> Actor:
-        return ConfigActor(
+    def configuration() -> Actor:
+        return ConfigurationActor(
             instance,
             binding,
             topic,
@@ -230,13 +234,13 @@ def _configuration_children(
         watch_child(
             "config-watch",
             connection,
-            config_bucket_spec(instance.buckets),
+            configuration_bucket_spec(instance.buckets),
             WATCHED_KEYS,
             topic,
             idle_heartbeat=plan.settings.discovery.watch_heartbeat,
             kv_timeout=instance.kv_timeout,
         ),
-        ChildSpec("config", config, shutdown=instance.kv_timeout + 1.0),
+        ChildSpec("config", configuration, shutdown=instance.kv_timeout + 1.0),
     ]
 
 

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from aegis_actors.actor import serve_until
 from aegis_actors.cell import Cell, Readable
-from aegis_actors.configuration.binding import BoundValue, ConfigChanged
+from aegis_actors.configuration.binding import BoundValue, ConfigurationChanged
 from aegis_actors.connection import Connection, barrier
 from aegis_actors.discovery.caller import Caller
 from aegis_actors.dispatch import Dispatcher, Served, Unrouted
@@ -60,7 +60,7 @@ class ServiceWiring:
 
     The server writes `serving` and `service` (and nothing else); the
     leadership actor writes `leadership`, the heartbeat `status` and
-    `heartbeat`, the config actor `configuration`.
+    `heartbeat`, the configuration actor `configuration`.
     """
 
     instance: Instance
@@ -89,7 +89,7 @@ class _Event:
 
 #: What `ServiceActor.on_receive` hands to `RequestServer.receive` (besides `Request`).
 SERVER_MESSAGES: Final = frozenset(
-    {_Event, Unrouted, HealthQuery, ConfigChanged, LeadershipChanged}
+    {_Event, Unrouted, HealthQuery, ConfigurationChanged, LeadershipChanged}
 )
 
 
@@ -140,7 +140,7 @@ class RequestServer:
             },
         )
         self._tg = dispatcher.tg = await self._stack.enter_async_context(anyio.create_task_group())
-        # The bound configuration, read by the config actor that started first.
+        # The bound configuration, read by the configuration actor that started first.
         self._seen = self.wiring.configuration.value
         self.configuration = self._seen.value
         leadership = self._leadership = self.wiring.leadership.value
@@ -168,8 +168,8 @@ class RequestServer:
             ref.send_system(LeadershipChanged(current))
         now = wiring.configuration.value
         if now.revision != self._seen.revision:
-            # Changed while we started, before the config actor could tell us.
-            ref.send_system(ConfigChanged(now.value, self.configuration, now.revision))
+            # Changed while we started, before the configuration actor could tell us.
+            ref.send_system(ConfigurationChanged(now.value, self.configuration, now.revision))
 
     async def abort(self) -> None:
         """Undo `prepare` and `open` after a failed start."""
@@ -290,7 +290,7 @@ class RequestServer:
             await self.dispatcher.serve_unrouted(message.request)
         elif kind is HealthQuery:
             return await self._check_health()
-        elif kind is ConfigChanged:
+        elif kind is ConfigurationChanged:
             await self._config_changed(message)
         elif kind is LeadershipChanged:
             await self._leadership_changed(message.leadership)
@@ -330,12 +330,14 @@ class RequestServer:
         except Exception:
             service.actor_log.exception("on_leadership_changed failed", active=leadership.active)
 
-    async def _config_changed(self, change: ConfigChanged) -> None:
+    async def _config_changed(self, change: ConfigurationChanged) -> None:
         self.configuration = change.new
         try:
-            await self.service.on_config_changed(change.new, change.old)
+            await self.service.on_configuration_changed(change.new, change.old)
         except Exception:
-            self.service.actor_log.exception("on_config_changed failed", revision=change.revision)
+            self.service.actor_log.exception(
+                "on_configuration_changed failed", revision=change.revision
+            )
 
     async def _check_health(self) -> bool:
         try:

@@ -24,12 +24,13 @@ import anyio
 import structlog
 
 from aegis_actors.actor import Actor
+from aegis_actors.child_spec import ChildSpec
 from aegis_actors.configfile import LoadedConfig
 from aegis_actors.errors import ActorStartError, NatsServerError, PortInUseError
 from aegis_actors.instance_tree import InstancePlan, instance_spec, plan_instance
 from aegis_actors.ref import ActorRef
 from aegis_actors.server import NatsServer
-from aegis_actors.supervisor import ChildSpec, Supervisor
+from aegis_actors.supervisor import Supervisor
 from aegis_actors.system import ActorSystem
 
 log = structlog.get_logger("aegis_actors.runtime")

@@ -41,7 +41,7 @@ from typing import Any, ClassVar, Unpack
 from pydantic import BaseModel
 
 from aegis_actors.actor import Actor
-from aegis_actors.configuration.binding import ConfigBinding
+from aegis_actors.configuration.binding import ConfigurationBinding
 from aegis_actors.discovery.caller import CallOptions
 from aegis_actors.instance import Instance
 from aegis_actors.leadership.models import Leadership
@@ -81,10 +81,10 @@ class ServiceActor(Actor):
     ACTIVE and takes every call, the others are STANDBY until it stops or dies
     (a config file's `sticky_active_group` overrides it). See `leadership`."""
 
-    config_binding: ClassVar[ConfigBinding | None] = None
+    configuration_binding: ClassVar[ConfigurationBinding | None] = None
     """The configuration this service follows (a config file's
     `[services.configuration]` overrides the names); its value is in
-    `self.configuration`, its changes arrive in `on_config_changed`."""
+    `self.configuration`, its changes arrive in `on_configuration_changed`."""
 
     actor_instance: Instance
     """Who this instance is (set by the runtime before `on_start`)."""
@@ -135,7 +135,7 @@ class ServiceActor(Actor):
     def configuration(self) -> Any:
         """The bound configuration's current value (None without a binding or a value).
 
-        Changes arrive between requests, with `on_config_changed`.
+        Changes arrive between requests, with `on_configuration_changed`.
         """
         return self._actor_server.configuration
 
@@ -176,8 +176,8 @@ class ServiceActor(Actor):
         """
         return None
 
-    async def on_config_changed(self, new: Any, old: Any) -> None:
-        """The bound configuration changed (see `config_binding`); `self.configuration` is `new`.
+    async def on_configuration_changed(self, new: Any, old: Any) -> None:
+        """The bound configuration changed (`configuration_binding`): `self.configuration` is `new`.
 
         Called from the mailbox: in order, never two at once, between requests.
         An exception is logged; the new value stays.

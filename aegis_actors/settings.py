@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from aegis_actors.configuration.binding import ConfigBindingSettings
+from aegis_actors.configuration.binding import ConfigurationBindingSettings
 from aegis_actors.connection import ConnectionSettings
 from aegis_actors.discovery.settings import DiscoverySettings
 from aegis_actors.instance import DEFAULT_KV_TIMEOUT
@@ -54,10 +54,10 @@ class ServiceSettings(BaseModel):
         default_factory=LeadershipSettings,
         description="Leadership key TTL and renewals (sticky-active groups only).",
     )
-    configuration: ConfigBindingSettings | None = Field(
+    configuration: ConfigurationBindingSettings | None = Field(
         None,
         description="The configuration the service follows live (overrides the class's "
-        "`config_binding` names; its model stays).",
+        "`configuration_binding` names; its model stays).",
     )
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Extra facts written in the registry record."

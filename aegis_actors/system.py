@@ -18,18 +18,18 @@ import structlog
 from anyio.abc import TaskGroup
 
 from aegis_actors.actor import ActorFactory, Incarnation, run_incarnation
-from aegis_actors.mailbox import DEFAULT_CAPACITY, Mailbox
-from aegis_actors.ref import ActorRef
-from aegis_actors.supervisor import (
+from aegis_actors.child_spec import (
     DEFAULT_SHUTDOWN,
     ChildSpec,
     Restart,
     StartChild,
-    Supervisor,
     TerminateChild,
     WhichChildren,
     child_path,
 )
+from aegis_actors.mailbox import DEFAULT_CAPACITY, Mailbox
+from aegis_actors.ref import ActorRef
+from aegis_actors.supervisor import Supervisor
 
 log = structlog.get_logger("aegis_actors.system")
 

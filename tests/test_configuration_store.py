@@ -12,7 +12,8 @@ from nats.aio.client import Client
 from aegis_actors import ServiceError
 from aegis_actors.buckets import Buckets, application_name_key, configuration_name_key
 from aegis_actors.configuration.models import NameIndex
-from aegis_actors.configuration.store import HISTORY, ConfigurationStore
+from aegis_actors.configuration.records import HISTORY
+from aegis_actors.configuration.store import ConfigurationStore
 from aegis_actors.models import utc_now
 
 pytestmark = pytest.mark.nats

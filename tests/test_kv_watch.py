@@ -31,8 +31,8 @@ from aegis_actors import (
 )
 from aegis_actors.connection import ConnectionChanged, connect
 from aegis_actors.kv import BucketSpec, KVBucket
-from aegis_actors.kv_watch import Operation, operation_of
 from aegis_actors.server import NatsServer
+from aegis_actors.watch.key_watch import Operation, operation_of
 from tests.probes import Journal
 
 pytestmark = pytest.mark.nats

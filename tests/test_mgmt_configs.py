@@ -21,7 +21,8 @@ from ulid import ULID
 from aegis_actors import ConnectionSettings, InstanceSettings, ServiceError
 from aegis_actors.buckets import Buckets, configuration_key
 from aegis_actors.configuration.models import MAX_CONFIG_BYTES
-from aegis_actors.configuration.store import HISTORY, ConfigurationStore
+from aegis_actors.configuration.records import HISTORY
+from aegis_actors.configuration.store import ConfigurationStore
 from aegis_actors.connection import connect
 from aegis_actors.models import format_timestamp, utc_now
 from aegis_actors.server import NatsServer

@@ -18,7 +18,7 @@ from aegis_actors import (
     ServiceInstance,
 )
 from aegis_actors.buckets import Buckets, instance_key
-from aegis_actors.configuration.store import config_bucket_spec
+from aegis_actors.configuration.records import configuration_bucket_spec
 from aegis_actors.connection import connect
 from aegis_actors.errors import StoreUnavailableError
 from aegis_actors.kv import CLUSTER_REPLICAS, BucketSpec, Entry, KVBucket
@@ -35,7 +35,7 @@ def specs(namespace: str) -> list[BucketSpec]:
     return [
         registry_bucket_spec(buckets),
         definitions_bucket_spec(buckets),
-        config_bucket_spec(buckets),
+        configuration_bucket_spec(buckets),
     ]
 
 

@@ -11,7 +11,7 @@ from aegis_actors.configuration.models import APPLICATION_NAME, CONFIGURATION_NA
 
 
 @dataclass(frozen=True, slots=True)
-class ConfigBinding:
+class ConfigurationBinding:
     """Which configuration a service follows, and the model its value must fit.
 
     Example:
@@ -21,9 +21,9 @@ class ConfigBinding:
 
         class OrderService(ServiceActor):
             service_name = "order-service"
-            config_binding = ConfigBinding("trading", "order-limits", Limits)
+            configuration_binding = ConfigurationBinding("trading", "order-limits", Limits)
 
-            async def on_config_changed(self, new: Limits | None, old: Limits | None) -> None:
+            async def on_configuration_changed(self, new: Limits | None, old: Any) -> None:
                 self.actor_log.info("limits changed", new=new)
     """
 
@@ -33,7 +33,7 @@ class ConfigBinding:
     """Validates the value; without it the service gets the JSON object as a dict."""
 
 
-class ConfigBindingSettings(BaseModel):
+class ConfigurationBindingSettings(BaseModel):
     """`[services.configuration]`: bind the service to a configuration (overrides the class)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -43,7 +43,7 @@ class ConfigBindingSettings(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
-class ConfigChanged:
+class ConfigurationChanged:
     """Told to the service when its configuration changes (after validation)."""
 
     new: Any
@@ -53,7 +53,7 @@ class ConfigChanged:
 
 @dataclass(frozen=True, slots=True)
 class BoundValue:
-    """The bound configuration as the config actor last accepted it (the cell it writes)."""
+    """The bound configuration as the configuration actor last accepted it (the cell it writes)."""
 
     value: Any = None
     """The validated value (None before the configuration exists)."""

@@ -4,19 +4,19 @@ The instance tree gets two more children, before the service:
 
 ```
 config-watch   KVWatchActor on `configs.*` of the `aegis-config` bucket
-config         ConfigActor: resolves the binding, validates, tells the service
+config         ConfigurationActor: resolves the binding, validates, tells the service
 ```
 
-At start the `ConfigActor` reads the current value, so the service has it in
+At start the `ConfigurationActor` reads the current value, so the service has it in
 `self.configuration` before it serves its first call (an unreachable store
 fails the start, and the supervisor retries; a configuration that does not
 exist yet leaves `None` and arrives when it is created). Then every change
 that reaches the watch is validated against the binding's model and told to
-the service as a `ConfigChanged`; the service calls `on_config_changed(new,
+the service as a `ConfigurationChanged`; the service calls `on_configuration_changed(new,
 old)` from its mailbox, so changes come in order and never two at once. A
 value that fails the model is rejected for this service (logged, the old
 value kept); a deleted configuration keeps its last value (logged). A
-restarted `ConfigActor` (after a KV timeout, say) tells the service the value
+restarted `ConfigurationActor` (after a KV timeout, say) tells the service the value
 it reads if it differs from the service's, so no change is lost.
 """
 
@@ -29,7 +29,11 @@ from pydantic import ValidationError
 from aegis_actors.actor import Actor
 from aegis_actors.buckets import CONFIGURATIONS, configuration_key
 from aegis_actors.cell import Cell, Readable
-from aegis_actors.configuration.binding import BoundValue, ConfigBinding, ConfigChanged
+from aegis_actors.configuration.binding import (
+    BoundValue,
+    ConfigurationBinding,
+    ConfigurationChanged,
+)
 from aegis_actors.configuration.models import Configuration
 from aegis_actors.configuration.store import ConfigurationStore
 from aegis_actors.connection import Connection
@@ -42,13 +46,13 @@ from aegis_actors.watch import KeyChanged, KeyRemoved, WatchState, WatchTopic
 WATCHED_KEYS: Final = CONFIGURATIONS
 
 
-class ConfigActor(Actor):
+class ConfigurationActor(Actor):
     """Keeps the `configuration` cell current (its one writer); tells the service each change."""
 
     def __init__(
         self,
         instance: Instance,
-        binding: ConfigBinding,
+        binding: ConfigurationBinding,
         topic: WatchTopic,
         *,
         connection: Connection,
@@ -171,4 +175,4 @@ class ConfigActor(Actor):
         service = self.service.value
         if tell and service is not None:
             # The system lane never refuses and keeps the order of changes.
-            service.send_system(ConfigChanged(value, old, revision))
+            service.send_system(ConfigurationChanged(value, old, revision))

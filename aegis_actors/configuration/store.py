@@ -33,9 +33,8 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
-from pydantic import BaseModel, ValidationError
 from ulid import ULID
 
 from aegis_actors.buckets import (
@@ -50,47 +49,28 @@ from aegis_actors.buckets import (
     configuration_names,
 )
 from aegis_actors.configuration.models import Application, Configuration, NameIndex
-from aegis_actors.errors import ErrorCode, KeyExistsError, RevisionConflictError, ServiceError
-from aegis_actors.kv import BucketSpec, Entry, KVBucket
-from aegis_actors.models import Timestamp, WireModel, utc_now
+from aegis_actors.configuration.records import (
+    HISTORY,
+    ApplicationRecord,
+    ConfigurationRecord,
+    check_revision,
+    claim,
+    configuration_bucket_spec,
+    conflict,
+    dump,
+    parse,
+    release,
+)
+from aegis_actors.errors import ErrorCode, RevisionConflictError, ServiceError
+from aegis_actors.kv import KVBucket
+from aegis_actors.models import WireModel, utc_now
 from aegis_actors.pagination import Key, Page, fit, paginate
 from aegis_actors.transport import JetStreamContext
 
-#: Revisions kept per key: `history` returns the last 10 of a configuration.
-HISTORY: Final = 10
 #: An index entry younger than this may belong to a create still in flight.
 DEFAULT_GRACE: Final = 10.0
 #: A delete without `revision` reads again after a concurrent write, this many times.
 DELETE_ATTEMPTS: Final = 5
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def config_bucket_spec(buckets: Buckets) -> BucketSpec:
-    return BucketSpec(
-        name=buckets.config,
-        description="aegis: applications and configurations (never expire)",
-        history=HISTORY,
-    )
-
-
-class _ApplicationRecord(WireModel):
-    id: str
-    name: str
-    comments: str
-    created_at: Timestamp
-    updated_at: Timestamp
-    deleting: bool = False
-
-
-class _ConfigurationRecord(WireModel):
-    id: str
-    application_id: str
-    name: str
-    comments: str
-    config: dict[str, Any]
-    created_at: Timestamp
-    updated_at: Timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +80,7 @@ class RepairReport:
     orphan_configurations: int
 
 
-def _by_name(item: _ApplicationRecord | _ConfigurationRecord | Application | Configuration) -> Key:
+def _by_name(item: ApplicationRecord | ConfigurationRecord | Application | Configuration) -> Key:
     return (item.name, item.id)
 
 
@@ -126,22 +106,13 @@ class ConfigurationStore:
     async def open(
         cls, js: JetStreamContext, buckets: Buckets, *, grace: float = DEFAULT_GRACE
     ) -> ConfigurationStore:
-        return cls(await KVBucket.ensure(js, config_bucket_spec(buckets)), grace=grace)
+        return cls(await KVBucket.ensure(js, configuration_bucket_spec(buckets)), grace=grace)
 
     # -- reading -----------------------------------------------------------------
 
-    @staticmethod
-    def _parse(model: type[M], entry: Entry | None) -> M | None:
-        if entry is None:
-            return None
-        try:
-            return model.model_validate_json(entry.value)
-        except ValidationError:
-            return None
-
-    async def _application_record(self, application_id: str) -> tuple[_ApplicationRecord, int]:
+    async def _application_record(self, application_id: str) -> tuple[ApplicationRecord, int]:
         entry = await self.bucket.get(application_key(application_id))
-        record = self._parse(_ApplicationRecord, entry)
+        record = parse(ApplicationRecord, entry)
         if entry is None or record is None or record.deleting:
             raise ServiceError.of(
                 ErrorCode.NOT_FOUND, f"no application {application_id}", id=application_id
@@ -151,13 +122,13 @@ class ConfigurationStore:
     async def _configuration_ids(self, application_id: str) -> list[str]:
         ids = []
         for entry in await self.bucket.entries(configuration_names(application_id)):
-            index = self._parse(NameIndex, entry)
+            index = parse(NameIndex, entry)
             name = entry.key.rpartition(".")[2]
             if index is not None and await self._holds_configuration(index.id, name):
                 ids.append(index.id)
         return sorted(ids)
 
-    def _application(self, record: _ApplicationRecord, ids: list[str]) -> Application:
+    def _application(self, record: ApplicationRecord, ids: list[str]) -> Application:
         return Application(
             id=record.id,
             name=record.name,
@@ -172,7 +143,7 @@ class ConfigurationStore:
         return self._application(record, await self._configuration_ids(record.id)), revision
 
     async def find_application(self, name: str) -> tuple[Application, int]:
-        index = self._parse(NameIndex, await self.bucket.get(application_name_key(name)))
+        index = parse(NameIndex, await self.bucket.get(application_name_key(name)))
         if index is None or not await self._holds_application(index.id, name):
             raise ServiceError.of(ErrorCode.NOT_FOUND, f"no application named {name!r}", name=name)
         return await self.get_application(index.id)
@@ -183,24 +154,22 @@ class ConfigurationStore:
         records = [
             record
             for entry in await self.bucket.entries(APPLICATIONS)
-            if (record := self._parse(_ApplicationRecord, entry)) and not record.deleting
+            if (record := parse(ApplicationRecord, entry)) and not record.deleting
         ]
         page = paginate(records, _by_name, limit, cursor, parts=2)
         # One read of every configuration, not one per application (a page of
         # 100 applications took 120 ms that way).
         owned: dict[str, list[str]] = {}
         for entry in await self.bucket.entries(CONFIGURATIONS):
-            config = self._parse(_ConfigurationRecord, entry)
+            config = parse(ConfigurationRecord, entry)
             if config is not None:
                 owned.setdefault(config.application_id, []).append(config.id)
         apps = [self._application(r, sorted(owned.get(r.id, []))) for r in page.items]
         return fit(Page(apps, page.next_cursor), _by_name, _json_size, max_bytes)
 
-    async def _configuration_record(
-        self, configuration_id: str
-    ) -> tuple[_ConfigurationRecord, int]:
+    async def _configuration_record(self, configuration_id: str) -> tuple[ConfigurationRecord, int]:
         entry = await self.bucket.get(configuration_key(configuration_id))
-        record = self._parse(_ConfigurationRecord, entry)
+        record = parse(ConfigurationRecord, entry)
         if entry is None or record is None:
             raise ServiceError.of(
                 ErrorCode.NOT_FOUND, f"no configuration {configuration_id}", id=configuration_id
@@ -213,7 +182,7 @@ class ConfigurationStore:
 
     async def find_configuration(self, application_id: str, name: str) -> tuple[Configuration, int]:
         entry = await self.bucket.get(configuration_name_key(application_id, name))
-        index = self._parse(NameIndex, entry)
+        index = parse(NameIndex, entry)
         if index is None or not await self._holds_configuration(index.id, name):
             raise ServiceError.of(
                 ErrorCode.NOT_FOUND,
@@ -241,7 +210,7 @@ class ConfigurationStore:
             records = [
                 record
                 for entry in await self.bucket.entries(CONFIGURATIONS)
-                if (record := self._parse(_ConfigurationRecord, entry))
+                if (record := parse(ConfigurationRecord, entry))
             ]
         page = paginate(records, _by_name, limit, cursor, parts=2)
         items = [Configuration.model_validate(r.model_dump()) for r in page.items]
@@ -252,7 +221,7 @@ class ConfigurationStore:
         await self._configuration_record(configuration_id)
         revisions = []
         for entry in await self.bucket.history(configuration_key(configuration_id)):
-            record = None if entry.deleted else self._parse(_ConfigurationRecord, entry)
+            record = None if entry.deleted else parse(ConfigurationRecord, entry)
             if record is not None:
                 revisions.append(
                     (Configuration.model_validate(record.model_dump()), entry.revision)
@@ -262,14 +231,12 @@ class ConfigurationStore:
     # -- name indexes ----------------------------------------------------------------
 
     async def _holds_application(self, application_id: str, name: str) -> bool:
-        record = self._parse(
-            _ApplicationRecord, await self.bucket.get(application_key(application_id))
-        )
+        record = parse(ApplicationRecord, await self.bucket.get(application_key(application_id)))
         return record is not None and record.name == name and not record.deleting
 
     async def _holds_configuration(self, configuration_id: str, name: str) -> bool:
         entry = await self.bucket.get(configuration_key(configuration_id))
-        record = self._parse(_ConfigurationRecord, entry)
+        record = parse(ConfigurationRecord, entry)
         return record is not None and record.name == name
 
     async def _claim(
@@ -279,37 +246,7 @@ class ConfigurationStore:
         holds: Callable[[str], Awaitable[bool]],
         taken: Callable[[], ServiceError],
     ) -> int:
-        """Take the name-index `key` for `owner`, or raise `taken()` (409)."""
-        value = NameIndex(id=owner, claimed_at=self.now()).model_dump_json(by_alias=True).encode()
-        for _ in range(2):  # once more if the holder vanished between our reads
-            try:
-                return await self.bucket.create(key, value)
-            except KeyExistsError:
-                entry = await self.bucket.get(key)
-            if entry is None:
-                continue
-            index = self._parse(NameIndex, entry)
-            if index is not None and index.id == owner:
-                return entry.revision
-            if index is not None and await holds(index.id):
-                raise taken()
-            age = (self.now() - index.claimed_at).total_seconds() if index else self.grace
-            if age < self.grace:
-                raise taken()  # maybe a create still in flight; it will win or be repaired
-            try:
-                return await self.bucket.update(key, value, revision=entry.revision)
-            except RevisionConflictError:
-                raise taken() from None
-        raise taken()
-
-    async def _release(self, key: str, owner: str) -> None:
-        """Delete the name-index `key` if it still points to `owner`."""
-        entry = await self.bucket.get(key)
-        index = self._parse(NameIndex, entry)
-        if entry is not None and index is not None and index.id == owner:
-            # A conflict means someone took it meanwhile: it is theirs now.
-            with contextlib.suppress(RevisionConflictError):
-                await self.bucket.delete(key, revision=entry.revision)
+        return await claim(self.bucket, key, owner, holds, taken, now=self.now(), grace=self.grace)
 
     # -- applications ----------------------------------------------------------------
 
@@ -328,17 +265,17 @@ class ConfigurationStore:
             taken,
         )
         now = self.now()
-        record = _ApplicationRecord(
+        record = ApplicationRecord(
             id=application_id, name=name, comments=comments, created_at=now, updated_at=now
         )
-        revision = await self.bucket.create(application_key(application_id), _dump(record))
+        revision = await self.bucket.create(application_key(application_id), dump(record))
         return self._application(record, []), revision
 
     async def update_application(
         self, application_id: str, revision: int, name: str | None, comments: str | None
     ) -> tuple[Application, int]:
         record, current = await self._application_record(application_id)
-        _check_revision(revision, current, application_id)
+        check_revision(revision, current, application_id)
         renamed = name is not None and name != record.name
         if renamed:
             assert name is not None
@@ -359,15 +296,15 @@ class ConfigurationStore:
         )
         try:
             new_revision = await self.bucket.update(
-                application_key(application_id), _dump(updated), revision=revision
+                application_key(application_id), dump(updated), revision=revision
             )
         except RevisionConflictError:
             if renamed:
                 assert name is not None
-                await self._release(application_name_key(name), application_id)
-            raise _conflict(application_id) from None
+                await release(self.bucket, application_name_key(name), application_id)
+            raise conflict(application_id) from None
         if renamed:
-            await self._release(application_name_key(record.name), application_id)
+            await release(self.bucket, application_name_key(record.name), application_id)
         ids = await self._configuration_ids(application_id)
         return self._application(updated, ids), new_revision
 
@@ -375,27 +312,27 @@ class ConfigurationStore:
         for _ in range(DELETE_ATTEMPTS):
             record, current = await self._application_record(application_id)
             if revision is not None:
-                _check_revision(revision, current, application_id)
+                check_revision(revision, current, application_id)
             # The revision-checked mark is the one point where a stale delete fails.
             marked = record.model_copy(update={"deleting": True, "updated_at": self.now()})
             try:
                 await self.bucket.update(
-                    application_key(application_id), _dump(marked), revision=current
+                    application_key(application_id), dump(marked), revision=current
                 )
             except RevisionConflictError:
                 continue  # changed meanwhile: read again (404, 409 at a given revision, or retry)
             await self._finish_delete(marked)
             return
-        raise _conflict(application_id)
+        raise conflict(application_id)
 
-    async def _finish_delete(self, record: _ApplicationRecord) -> None:
+    async def _finish_delete(self, record: ApplicationRecord) -> None:
         for entry in await self.bucket.entries(configuration_names(record.id)):
-            index = self._parse(NameIndex, entry)
+            index = parse(NameIndex, entry)
             if index is not None:
                 await self.bucket.delete(configuration_key(index.id))
             await self.bucket.delete(entry.key)
         await self.bucket.delete(application_key(record.id))
-        await self._release(application_name_key(record.name), record.id)
+        await release(self.bucket, application_name_key(record.name), record.id)
 
     # -- configurations --------------------------------------------------------------
 
@@ -417,7 +354,7 @@ class ConfigurationStore:
             ),
         )
         now = self.now()
-        record = _ConfigurationRecord(
+        record = ConfigurationRecord(
             id=configuration_id,
             application_id=application_id,
             name=name,
@@ -426,13 +363,13 @@ class ConfigurationStore:
             created_at=now,
             updated_at=now,
         )
-        revision = await self.bucket.create(configuration_key(configuration_id), _dump(record))
+        revision = await self.bucket.create(configuration_key(configuration_id), dump(record))
         try:
             await self._application_record(application_id)
         except ServiceError:
             # The application was deleted while we wrote: leave nothing behind.
             await self.bucket.delete(configuration_key(configuration_id))
-            await self._release(index_key, configuration_id)
+            await release(self.bucket, index_key, configuration_id)
             raise
         return Configuration.model_validate(record.model_dump()), revision
 
@@ -445,7 +382,7 @@ class ConfigurationStore:
         config: dict[str, Any] | None,
     ) -> tuple[Configuration, int]:
         record, current = await self._configuration_record(configuration_id)
-        _check_revision(revision, current, configuration_id)
+        check_revision(revision, current, configuration_id)
         renamed = name is not None and name != record.name
         if renamed:
             assert name is not None
@@ -470,18 +407,22 @@ class ConfigurationStore:
         )
         try:
             new_revision = await self.bucket.update(
-                configuration_key(configuration_id), _dump(updated), revision=revision
+                configuration_key(configuration_id), dump(updated), revision=revision
             )
         except RevisionConflictError:
             if renamed:
                 assert name is not None
-                await self._release(
-                    configuration_name_key(record.application_id, name), configuration_id
+                await release(
+                    self.bucket,
+                    configuration_name_key(record.application_id, name),
+                    configuration_id,
                 )
-            raise _conflict(configuration_id) from None
+            raise conflict(configuration_id) from None
         if renamed:
-            await self._release(
-                configuration_name_key(record.application_id, record.name), configuration_id
+            await release(
+                self.bucket,
+                configuration_name_key(record.application_id, record.name),
+                configuration_id,
             )
         return Configuration.model_validate(updated.model_dump()), new_revision
 
@@ -489,18 +430,20 @@ class ConfigurationStore:
         for _ in range(DELETE_ATTEMPTS):
             record, current = await self._configuration_record(configuration_id)
             if revision is not None:
-                _check_revision(revision, current, configuration_id)
+                check_revision(revision, current, configuration_id)
             try:
                 # Revision-checked even without `revision`: a delete racing
                 # another delete is a 404 when it reads again, not a second 204.
                 await self.bucket.delete(configuration_key(configuration_id), revision=current)
             except RevisionConflictError:
                 continue  # changed meanwhile: read again (404, 409 at a given revision, or retry)
-            await self._release(
-                configuration_name_key(record.application_id, record.name), configuration_id
+            await release(
+                self.bucket,
+                configuration_name_key(record.application_id, record.name),
+                configuration_id,
             )
             return
-        raise _conflict(configuration_id)
+        raise conflict(configuration_id)
 
     # -- repair ----------------------------------------------------------------------
 
@@ -512,7 +455,7 @@ class ConfigurationStore:
         """
         unfinished = 0
         for entry in await self.bucket.entries(APPLICATIONS):
-            record = self._parse(_ApplicationRecord, entry)
+            record = parse(ApplicationRecord, entry)
             if record is not None and record.deleting and self._old(record.updated_at):
                 await self._finish_delete(record)
                 unfinished += 1
@@ -522,7 +465,7 @@ class ConfigurationStore:
             (configuration_names(), self._holds_configuration),
         ):
             for entry in await self.bucket.entries(pattern):
-                index = self._parse(NameIndex, entry)
+                index = parse(NameIndex, entry)
                 name = entry.key.rpartition(".")[2]
                 if index is None or (
                     self._old(index.claimed_at) and not await holds(index.id, name)
@@ -534,7 +477,7 @@ class ConfigurationStore:
                         pass
         orphan_configurations = 0
         for entry in await self.bucket.entries(CONFIGURATIONS):
-            config = self._parse(_ConfigurationRecord, entry)
+            config = parse(ConfigurationRecord, entry)
             if config is None or not self._old(config.updated_at):
                 continue
             try:
@@ -548,26 +491,3 @@ class ConfigurationStore:
 
     def _old(self, when: datetime) -> bool:
         return (self.now() - when).total_seconds() >= self.grace
-
-
-def _dump(model: BaseModel) -> bytes:
-    return model.model_dump_json(by_alias=True).encode()
-
-
-def _conflict(ident: str) -> ServiceError:
-    return ServiceError.of(
-        ErrorCode.REVISION_CONFLICT,
-        f"{ident} changed since the revision you read; read it again",
-        id=ident,
-    )
-
-
-def _check_revision(given: int, current: int, ident: str) -> None:
-    if given != current:
-        raise ServiceError.of(
-            ErrorCode.REVISION_CONFLICT,
-            f"{ident} is at revision {current}, not {given}; read it again",
-            id=ident,
-            revision=given,
-            currentRevision=current,
-        )

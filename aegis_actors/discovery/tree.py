@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from aegis_actors.actor import Actor
 from aegis_actors.buckets import Buckets, instance_keys
+from aegis_actors.child_spec import ChildSpec
 from aegis_actors.connection import Connection
 from aegis_actors.discovery.cache import DiscoveryCacheActor
 from aegis_actors.discovery.caller import Caller
@@ -22,7 +23,6 @@ from aegis_actors.discovery.settings import DiscoveryMode, DiscoverySettings
 from aegis_actors.discovery.snapshot import DiscoveryCache
 from aegis_actors.registry.store import registry_bucket_spec
 from aegis_actors.subjects import Subjects
-from aegis_actors.supervisor import ChildSpec
 from aegis_actors.transport import NatsClient
 from aegis_actors.watch import WatchTopic, watch_child
 

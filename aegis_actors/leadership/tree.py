@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from aegis_actors.buckets import leadership_key
 from aegis_actors.cell import Cell, Readable
+from aegis_actors.child_spec import ChildSpec
 from aegis_actors.connection import Connection
 from aegis_actors.instance import Instance
 from aegis_actors.leadership.actor import LeadershipActor
 from aegis_actors.leadership.models import Leadership, LeadershipSettings
 from aegis_actors.ref import ActorRef
 from aegis_actors.registry.store import registry_bucket_spec
-from aegis_actors.supervisor import ChildSpec
 from aegis_actors.watch import WatchTopic, watch_child
 
 

@@ -27,7 +27,7 @@ from rich.table import Table
 
 from aegis_actors import ActorSystem, ServiceError
 from aegis_actors.client import Client
-from aegis_actors.configfile import EmbeddedServerConfig, LoadedConfig, load_config
+from aegis_actors.configfile import EmbeddedServerSettings, LoadedConfig, load_config
 from aegis_actors.connection import connect
 from aegis_actors.eventloop import run
 from aegis_actors.logs import LogFormat, configure_logging
@@ -198,7 +198,7 @@ def _settings(url: str) -> Any:
 
 async def own_fleet(port: int) -> bool:
     config = load_config(SHOWCASE, environ={})
-    fleet = config.fleet.model_copy(update={"embedded": EmbeddedServerConfig(port=port)})
+    fleet = config.fleet.model_copy(update={"embedded": EmbeddedServerSettings(port=port)})
     config = LoadedConfig(config.path, fleet, config.services)
     step(f"Start the showcase fleet ({SHOWCASE.relative_to(ROOT)}) with an embedded nats-server")
     async with ActorSystem("showcase") as system:

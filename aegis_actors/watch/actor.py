@@ -32,21 +32,32 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Final
 
 import structlog
 
 from aegis_actors.actor import Actor
 from aegis_actors.backoff import Backoff
+from aegis_actors.child_spec import ChildSpec
 from aegis_actors.connection import Connection, ConnectionChanged, WatchConnection
 from aegis_actors.errors import StoreUnavailableError
 from aegis_actors.instance import DEFAULT_KV_TIMEOUT
 from aegis_actors.kv import BucketSpec, KVBucket
-from aegis_actors.kv_watch import KeyWatch, Operation, Update, WatchBroken, WatchEntry
 from aegis_actors.ref import ActorRef, Terminated
-from aegis_actors.supervisor import ChildSpec
 from aegis_actors.transport import NatsClient
+from aegis_actors.watch.key_watch import KeyWatch, Operation, Update, WatchBroken, WatchEntry
+from aegis_actors.watch.messages import (
+    GetWatchStatistics,
+    KeyChanged,
+    KeyRemoved,
+    Removal,
+    Subscribe,
+    Unsubscribe,
+    WatchState,
+    WatchStatistics,
+    WatchSynced,
+    WatchTopic,
+)
 
 log = structlog.get_logger("aegis_actors.watch")
 
@@ -54,128 +65,11 @@ log = structlog.get_logger("aegis_actors.watch")
 MISSED_HEARTBEATS: Final = 2
 DEFAULT_REPLAY_TIMEOUT: Final = 10.0
 
-
-class Removal(StrEnum):
-    """Why a key left the view."""
-
-    DELETED = "DELETED"
-    PURGED = "PURGED"
-    EXPIRED = "EXPIRED"
-    """Its TTL ran out (nobody rewrote it in time)."""
-    VANISHED = "VANISHED"
-    """Absent from a full read, tombstone and all (removed during a long outage)."""
-
-
 _REMOVAL: Final = {
     Operation.DELETE: Removal.DELETED,
     Operation.PURGE: Removal.PURGED,
     Operation.EXPIRED: Removal.EXPIRED,
 }
-
-
-# -- what subscribers receive ----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class KeyChanged:
-    """A key has a new value."""
-
-    bucket: str
-    key: str
-    value: bytes
-    revision: int
-    written_at: float
-    """Unix time at which the server stored this revision."""
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRemoved:
-    """A key is gone."""
-
-    bucket: str
-    key: str
-    revision: int
-    """Revision of the tombstone (0 for `VANISHED`)."""
-    reason: Removal
-
-
-@dataclass(frozen=True, slots=True)
-class WatchSynced:
-    """The view is complete (`synced`) or may be stale from now on (not `synced`)."""
-
-    bucket: str
-    synced: bool
-    keys: frozenset[str]
-    """Every live key, when `synced`; empty otherwise."""
-
-
-# -- what the actor answers -------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribe:
-    """Add `ref` to the subscribers; it is told the current `WatchState` first."""
-
-    ref: ActorRef
-
-
-@dataclass(frozen=True, slots=True)
-class Unsubscribe:
-    ref: ActorRef
-
-
-@dataclass(frozen=True, slots=True)
-class WatchState:
-    """A subscriber's first message: every live key (replace what you hold)."""
-
-    bucket: str
-    entries: tuple[KeyChanged, ...]
-    synced: bool
-
-
-@dataclass(frozen=True, slots=True)
-class GetWatchStatistics:
-    """Ask a `KVWatchActor` for its `WatchStatistics`."""
-
-
-@dataclass(frozen=True, slots=True)
-class WatchStatistics:
-    """How a watch is doing: its state, its resyncs and its lag."""
-
-    bucket: str
-    keys: str
-    synced: bool
-    live_keys: int
-    updates: int
-    """Entries received after the replays."""
-    resyncs: int
-    """Full reads after the first one (reconnects, gaps, silent watches)."""
-    consumer: str | None
-    last_lag: float | None
-    """Seconds from the server storing the last entry to the actor handling it."""
-    max_lag: float | None
-    pending: int
-    """Entries the server still held for the watch at the last delivery."""
-    subscribers: int
-
-
-class WatchTopic:
-    """Connects a `KVWatchActor` and its subscribers, across restarts of either."""
-
-    def __init__(self) -> None:
-        self.source: ActorRef | None = None
-        """The watch actor, once it has started."""
-        self.subscribers: list[ActorRef] = []
-
-    async def subscribe(self, ref: ActorRef) -> None:
-        """Have `ref` told a `WatchState`, then every change.
-
-        Raises:
-            RuntimeError: no watch actor has started on this topic.
-        """
-        if self.source is None:
-            raise RuntimeError("no KVWatchActor has started on this topic yet")
-        await self.source.tell(Subscribe(ref))
 
 
 # -- the actor's own messages -----------------------------------------------------------
