@@ -1,6 +1,6 @@
 """Supervisor config files: TOML in, frozen pydantic models out, errors that say where.
 
-One file describes one process (SPEC section 11):
+One file describes one process (docs/guides/fleets.md, docs/reference/config.md):
 
 ```toml
 name = "trading"                 # the root supervisor's name (paths: /trading/...)

@@ -28,7 +28,7 @@ VERSION_PATTERN: Final = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 
 
 def check_version(version: str) -> str:
-    """Return `version` if it is MAJOR.MINOR.PATCH (SPEC section 6); else raise ValueError."""
+    """Return `version` if it is MAJOR.MINOR.PATCH in ASCII digits; else raise ValueError."""
     if not isinstance(version, str) or not VERSION_PATTERN.fullmatch(version):
         raise ValueError(f"version must be MAJOR.MINOR.PATCH, e.g. 1.4.2, got {version!r}")
     return version

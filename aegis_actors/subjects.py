@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-#: A service name (SPEC section 6); instance ids are `{serviceName}-{8 hex digits}`.
+#: A service name (docs/reference/management-api.md); instance ids are
+#: `{serviceName}-{8 hex digits}`.
 SERVICE_NAME: Final = r"[a-z][a-z0-9-]{2,63}"
 SERVICE_NAME_RE: Final = re.compile(rf"^{SERVICE_NAME}$")
 METHOD_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
@@ -111,7 +112,7 @@ def control(verb: ControlVerb, name: str | None = None, instance_id: str | None 
 
 @dataclass(frozen=True, slots=True)
 class Subjects:
-    """Subjects within one namespace (empty = the SPEC's subjects exactly)."""
+    """Subjects within one namespace (empty: the subjects of docs/reference/wire-protocol.md)."""
 
     namespace: str = ""
 

@@ -1,4 +1,4 @@
-"""The wire format of RPC and management replies (SPEC section 5), both ways.
+"""The wire format of RPC and management replies, both ways (docs/reference/wire-protocol.md).
 
 Success: `{"ok": true, "status": 200|201|204, "data": ..., "revision": N}`.
 Error:   `{"ok": false, "status": 4xx|5xx, "error": {"code", "message", "details"}}`
@@ -173,7 +173,7 @@ def _short(value: Any, limit: int = 200) -> Any:
 def from_validation_error(exc: ValidationError, *, what: str = "body") -> ServiceError:
     """Map a pydantic error: not JSON / not an object = 400, a bad field = 422.
 
-    422 details name the first bad `field` and its `value` (SPEC section 5) and
+    422 details name the first bad `field` and its `value` (docs/reference/errors.md) and
     list every problem under `errors`.
     """
     errors = exc.errors(include_url=False)

@@ -54,7 +54,7 @@ class Api:
         reply = json.loads(msg.data)
         headers = dict(msg.headers or {})
         if not reply["ok"]:
-            # Every error carries the NATS micro headers, as SPEC section 5 asks.
+            # Every error carries the NATS micro headers (docs/reference/errors.md).
             assert headers[ERROR_CODE_HEADER] == str(reply["status"])
             assert headers[ERROR_HEADER] == " ".join(reply["error"]["message"].split())
         return reply, headers

@@ -100,7 +100,7 @@ def fast(settings: InstanceSettings, **heartbeat: Any) -> InstanceSettings:
 
 
 class TestRegistration:
-    """The key appears with the SPEC's fields and a per-key TTL, and goes at a graceful stop."""
+    """The key appears with the record's fields and a per-key TTL, and goes at a graceful stop."""
 
     async def test_the_key_carries_the_record_and_its_ttl(
         self, instance_settings: InstanceSettings, nats_client: Client, namespace: str

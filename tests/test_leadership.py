@@ -1,4 +1,4 @@
-"""Sticky single-active services (SPEC section 9): one ACTIVE instance per group, fenced."""
+"""Sticky single-active services: one ACTIVE instance per group, fenced."""
 
 from __future__ import annotations
 
@@ -363,8 +363,8 @@ class TestHandover:
                         )
                         assert actives(journal) == set()
                         await victims.kill(victim)
-                        # SPEC 9: within the TTL plus one heartbeat. Added: the
-                        # server's expiry tick (up to 0.27 s, NATS_FACTS) and 1 s
+                        # Within the TTL plus one heartbeat. Added: the server's
+                        # expiry tick (up to 0.27 s, measured) and 1 s
                         # for a busy 2-core machine.
                         bound = ttl + instance_settings.heartbeat.interval + 0.27 + 1.0
                         with anyio.fail_after(bound):

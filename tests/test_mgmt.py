@@ -1,4 +1,4 @@
-"""The management actor over real NATS: SPEC sections 5-7, bad input, races, outages."""
+"""The management actor over real NATS: replies, definitions, instances, bad input, races, outages."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`aegis.mgmt.apps.*` and `aegis.mgmt.configs.*` over real NATS: SPEC sections 5 and 10.
+"""`aegis.mgmt.apps.*` and `aegis.mgmt.configs.*` over real NATS: replies and the rules.
 
 The store's own guarantees (orphan repair, grace periods) are tested in
 `test_configuration_store.py`, bad input in `test_mgmt_configs_input.py`;

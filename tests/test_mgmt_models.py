@@ -1,4 +1,4 @@
-"""The rules of service definitions (SPEC section 6), as properties over generated input."""
+"""The rules of service definitions, as properties over generated input."""
 
 from __future__ import annotations
 

@@ -157,7 +157,7 @@ class TestRoundTrip:
 
 
 class TestBadRequests:
-    """Bad input gets the SPEC's error reply and never crashes the actor."""
+    """Bad input gets an error reply (docs/reference/errors.md) and never crashes the actor."""
 
     @pytest.mark.parametrize(
         ("body", "status", "code", "field"),

@@ -167,7 +167,7 @@ class TestExtraSubjects:
 
 
 class TestReply:
-    """A Reply carries a 2xx status and a revision into the SPEC envelope."""
+    """A Reply carries a 2xx status and a revision into the reply envelope."""
 
     def test_encodes_status_data_and_revision(self) -> None:
         assert Reply({"a": 1}, status=201, revision=3).encode() == (

@@ -3,7 +3,7 @@
 The `DiscoveryCacheActor` is the only writer: on every change it builds a new
 `ServiceView` and a new mapping, and swaps the mapping in. Readers take
 `cache.snapshot` and index it, a dict access, without waiting in any mailbox
-(SPEC section 3: the hot path must not pay for the actor model). Only a miss
+(the hot path must not pay for the actor model: docs/design.md). Only a miss
 (a service not seen yet, an expired entry) asks the actor to read the registry.
 """
 
@@ -83,7 +83,7 @@ class Evict:
 
 @dataclass(frozen=True, slots=True)
 class DiscoveryStatistics:
-    """Counters of a discovery cache (SPEC section 8)."""
+    """Counters of a discovery cache: hits, misses, loads, evictions (docs/guides/calls.md)."""
 
     mode: DiscoveryMode
     synced: bool
@@ -142,7 +142,7 @@ class DiscoveryCache:
         """Have the cache actor read the registry for `service` (if its view is not current).
 
         With the registry unreachable, a view with instances is used anyway (a
-        stale serve), as SPEC section 8 asks.
+        stale serve): a store outage does not fail calls that a cached answer serves.
 
         Raises:
             ServiceError: SERVICE_UNAVAILABLE (registry unreachable and nothing

@@ -1,4 +1,4 @@
-"""Sticky single-active services (SPEC section 9): one ACTIVE instance per group.
+"""Sticky single-active services: one ACTIVE instance per group (docs/guides/sticky-active.md).
 
 `models` (the settings, the key's value, what the service is told), `actor`
 (the `LeadershipActor` that takes, renews and releases the key), `tree` (its

@@ -85,7 +85,7 @@ class ManagementService(ConfigurationApi):
 
     def extra_subjects_root(self) -> str:
         # Any other `aegis.mgmt.>` subject (an unknown resource or verb) gets
-        # 404 naming the known ones, not "no responders" (SPEC section 5).
+        # 404 naming the known ones, not "no responders" (docs/reference/errors.md).
         return self.actor_instance.subjects.mgmt_root()
 
     async def on_start(self) -> None:

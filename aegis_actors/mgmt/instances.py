@@ -1,4 +1,7 @@
-"""Reading service instances from the registry for `aegis.mgmt.instances.*` (SPEC section 7)."""
+"""Reading service instances from the registry for `aegis.mgmt.instances.*`.
+
+See docs/reference/management-api.md.
+"""
 
 from __future__ import annotations
 

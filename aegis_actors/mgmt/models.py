@@ -1,6 +1,6 @@
 """What the management API reads and writes: service definitions and its requests.
 
-The rules are SPEC section 6. Every field is strictly typed (a number is not a
+The rules are in docs/reference/management-api.md. Every field is strictly typed (a number is not a
 string, `"3"` is not a revision), so a wrong type is a 422 naming the field.
 Patterns are checked with `fullmatch` on ASCII classes: a regex `$` would let
 `"orders\\n"` through, and `\\d` would take Arabic-Indic digits as a version.

@@ -1,4 +1,4 @@
-"""What an instance writes about itself in the registry (SPEC section 7)."""
+"""What an instance writes about itself in the registry (docs/reference/wire-protocol.md)."""
 
 from __future__ import annotations
 

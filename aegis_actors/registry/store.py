@@ -9,7 +9,8 @@ from aegis_actors.kv import BucketSpec, KVBucket
 from aegis_actors.registry.models import ServiceInstance
 from aegis_actors.transport import JetStreamContext
 
-#: Expiry markers stay this long; a re-registration writes over them (NATS_FACTS).
+#: Expiry markers stay this long (watchers see an expiry as a removal through them);
+#: a re-registration writes over them.
 MARKER_TTL = 60.0
 
 

@@ -16,8 +16,8 @@ delivers the last entry of every key, then every change. The watch:
 - records `last_activity`, so its owner can tell a silent watch (heartbeats
   stopped: the consumer is gone) from an idle one;
 - deletes its consumer on `stop()`, and sets a short `inactive_threshold` as
-  a backstop, so re-watching never leaks consumers (NATS_FACTS: one cluster
-  reached 587 on one KV stream).
+  a backstop, so re-watching never leaks consumers (one cluster reached 587
+  consumers on one KV stream without it: docs/design.md).
 
 It never repairs itself: the owner (`KVWatchActor`) starts a new watch and
 resynchronises.
