@@ -45,15 +45,15 @@ import pytest
 import pytest_asyncio
 from structlog.testing import capture_logs
 
-from aegis_actors.client import Client
-from aegis_actors.connection import ConnectionSettings, connect
-from aegis_actors.instance_tree import start_instance
-from aegis_actors.registry.heartbeat import HeartbeatSettings
-from aegis_actors.server import NatsCluster, NatsServer
-from aegis_actors.service import ServiceActor
-from aegis_actors.settings import InstanceSettings
-from aegis_actors.system import ActorSystem
-from aegis_actors.transport import NatsClient
+from aegis_actors._client import Client
+from aegis_actors._connection import ConnectionSettings, connect
+from aegis_actors._instance_tree import start_instance
+from aegis_actors._nats_server import NatsCluster, NatsServer
+from aegis_actors._registry.heartbeat import HeartbeatSettings
+from aegis_actors._service import ServiceActor
+from aegis_actors._settings import InstanceSettings
+from aegis_actors._system import ActorSystem
+from aegis_actors._transport import NatsClient
 
 __all__ = [
     "captured_logs",

@@ -30,22 +30,24 @@ from nats.aio.msg import Msg
 
 from aegis_actors import (
     ActorSystem,
+    ConfigurationBinding,
     ConnectionSettings,
     InstanceSettings,
+    KVBucket,
+    LogFormat,
+    ManagementService,
+    NatsServer,
     ServiceActor,
+    Subjects,
+    configure_logging,
+    connect,
+    run,
     start_instance,
 )
-from aegis_actors.buckets import Buckets
-from aegis_actors.configuration.binding import ConfigurationBinding
-from aegis_actors.configuration.store import ConfigurationStore
-from aegis_actors.connection import connect
-from aegis_actors.eventloop import loop_name, run
-from aegis_actors.kv import KVBucket
-from aegis_actors.logs import LogFormat, configure_logging
-from aegis_actors.mgmt.actor import ManagementService
-from aegis_actors.mgmt.definitions import definitions_bucket_spec
-from aegis_actors.server import NatsServer
-from aegis_actors.subjects import Subjects
+from aegis_actors._buckets import Buckets
+from aegis_actors._configuration.store import ConfigurationStore
+from aegis_actors._eventloop import loop_name
+from aegis_actors._mgmt.definitions import definitions_bucket_spec
 from bench._report import ratio, table
 
 ROUNDS: Final = 3

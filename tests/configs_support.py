@@ -10,11 +10,16 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from aegis_actors import ActorSystem, InstanceSettings, RunningInstance, start_instance
-from aegis_actors.mgmt.actor import ManagementService
-from aegis_actors.mgmt.client import ManagementClient
-from aegis_actors.subjects import Subjects
-from aegis_actors.wire import ERROR_CODE_HEADER, ERROR_HEADER
+from aegis_actors import (
+    ActorSystem,
+    InstanceSettings,
+    ManagementClient,
+    ManagementService,
+    RunningInstance,
+    Subjects,
+    start_instance,
+)
+from aegis_actors._wire import ERROR_CODE_HEADER, ERROR_HEADER
 
 VERBS = [
     ("apps", "create"),

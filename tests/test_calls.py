@@ -22,18 +22,19 @@ from aegis_actors import (
     DiscoveryMode,
     DiscoverySettings,
     HeartbeatSettings,
+    KVBucket,
+    NatsCluster,
+    NatsServer,
     ServiceError,
+    Subjects,
     WhichChildren,
+    connect,
     rpc,
 )
-from aegis_actors.buckets import Buckets, instance_key
-from aegis_actors.connection import connect
-from aegis_actors.discovery.snapshot import DiscoveryCache
-from aegis_actors.dispatch import standby_refusal
-from aegis_actors.kv import KVBucket
-from aegis_actors.registry.store import registry_bucket_spec
-from aegis_actors.server import NatsCluster, NatsServer
-from aegis_actors.subjects import Subjects
+from aegis_actors._buckets import Buckets, instance_key
+from aegis_actors._discovery.snapshot import DiscoveryCache
+from aegis_actors._dispatch import standby_refusal
+from aegis_actors._registry.store import registry_bucket_spec
 from tests.discovery_support import (
     Echo,
     Front,

@@ -20,7 +20,7 @@ from aegis_actors import (
     rpc,
     start_instance,
 )
-from aegis_actors.server import free_port
+from aegis_actors._nats_server import free_port
 from tests.cli_support import Cli
 
 pytestmark = pytest.mark.nats

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from aegis_actors import ConfigError, Strategy
+from aegis_actors._config_file import ENV_OVERRIDES, load_config
+from aegis_actors._runtime import plan_fleet
 from aegis_actors.config_reference import BEGIN, END, reference
-from aegis_actors.configfile import ENV_OVERRIDES, load_config
-from aegis_actors.runtime import plan_fleet
 
 HELLO = '[[services]]\nclass = "tests.fleet_services:Hello"\n'
 

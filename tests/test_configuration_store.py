@@ -10,11 +10,11 @@ import pytest
 from nats.aio.client import Client
 
 from aegis_actors import ServiceError
-from aegis_actors.buckets import Buckets, application_name_key, configuration_name_key
-from aegis_actors.configuration.models import NameIndex
-from aegis_actors.configuration.records import HISTORY
-from aegis_actors.configuration.store import ConfigurationStore
-from aegis_actors.models import utc_now
+from aegis_actors._buckets import Buckets, application_name_key, configuration_name_key
+from aegis_actors._configuration.models import NameIndex
+from aegis_actors._configuration.records import HISTORY
+from aegis_actors._configuration.store import ConfigurationStore
+from aegis_actors._models import utc_now
 
 pytestmark = pytest.mark.nats
 

@@ -23,27 +23,27 @@ from aegis_actors import (
     HeartbeatSettings,
     InstanceSettings,
     InstanceStatus,
+    KVBucket,
     LeadershipSettings,
+    NatsServer,
     NoRespondersError,
     RunningInstance,
     ServiceActor,
     ServiceInstance,
     ServiceView,
+    Subjects,
     rpc,
     start_instance,
 )
-from aegis_actors.buckets import Buckets, leadership_key
-from aegis_actors.connection import barrier
-from aegis_actors.discovery.cache import _replaced_leaders
-from aegis_actors.discovery.snapshot import DiscoveryCache
-from aegis_actors.kv import KVBucket
-from aegis_actors.leadership.models import LeadershipRecord
-from aegis_actors.models import utc_now
-from aegis_actors.registry.store import registry_bucket_spec
-from aegis_actors.requester import Requester
-from aegis_actors.server import NatsServer
-from aegis_actors.subjects import Subjects
-from aegis_actors.wire import NOT_SERVED_HEADER
+from aegis_actors._buckets import Buckets, leadership_key
+from aegis_actors._connection import barrier
+from aegis_actors._discovery.cache import _replaced_leaders
+from aegis_actors._discovery.snapshot import DiscoveryCache
+from aegis_actors._leadership.models import LeadershipRecord
+from aegis_actors._models import utc_now
+from aegis_actors._registry.store import registry_bucket_spec
+from aegis_actors._requester import Requester
+from aegis_actors._wire import NOT_SERVED_HEADER
 from tests.discovery_support import Victims
 from tests.probes import Journal, LogJournal, watch_logs
 

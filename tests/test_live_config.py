@@ -13,18 +13,19 @@ from pydantic import BaseModel, Field
 
 from aegis_actors import (
     ActorSystem,
+    ConfigurationBinding,
+    ConfigurationBindingSettings,
     InstanceSettings,
     ServiceActor,
+    StoreUnavailableError,
     WhichChildren,
     rpc,
     start_instance,
 )
-from aegis_actors.buckets import Buckets
-from aegis_actors.configuration.binding import ConfigurationBinding, ConfigurationBindingSettings
-from aegis_actors.configuration.live import ConfigurationActor
-from aegis_actors.configuration.store import ConfigurationStore
-from aegis_actors.errors import StoreUnavailableError
-from aegis_actors.watch import KeyChanged
+from aegis_actors._buckets import Buckets
+from aegis_actors._configuration.live import ConfigurationActor
+from aegis_actors._configuration.store import ConfigurationStore
+from aegis_actors._watch import KeyChanged
 from tests.probes import Journal, watch_logs
 
 pytestmark = pytest.mark.nats

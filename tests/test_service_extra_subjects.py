@@ -14,12 +14,13 @@ from aegis_actors import (
     ActorStartError,
     ActorSystem,
     InstanceSettings,
+    Reply,
     ServiceActor,
+    Subjects,
     rpc,
     start_instance,
 )
-from aegis_actors.subjects import Subjects
-from aegis_actors.wire import ERROR_CODE_HEADER, Reply
+from aegis_actors._wire import ERROR_CODE_HEADER
 from tests.probes import Journal
 
 pytestmark = pytest.mark.nats

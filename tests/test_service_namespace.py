@@ -18,21 +18,21 @@ import pytest
 from aegis_actors import (
     ActorSystem,
     InstanceSettings,
+    KVBucket,
     LeadershipSettings,
     ServiceActor,
+    Subjects,
     event,
     rpc,
     start_instance,
 )
-from aegis_actors.buckets import Buckets, leadership_key
-from aegis_actors.connection import barrier
-from aegis_actors.kv import KVBucket
-from aegis_actors.leadership.models import LeadershipRecord
-from aegis_actors.models import utc_now
-from aegis_actors.registry.store import registry_bucket_spec
-from aegis_actors.subjects import Subjects
-from aegis_actors.transport import NatsClient, Subscription
-from aegis_actors.wire import NOT_SERVED_HEADER
+from aegis_actors._buckets import Buckets, leadership_key
+from aegis_actors._connection import barrier
+from aegis_actors._leadership.models import LeadershipRecord
+from aegis_actors._models import utc_now
+from aegis_actors._registry.store import registry_bucket_spec
+from aegis_actors._transport import NatsClient, Subscription
+from aegis_actors._wire import NOT_SERVED_HEADER
 from tests.probes import Journal, watch_logs
 
 pytestmark = pytest.mark.nats
