@@ -219,7 +219,7 @@ class TestCrashes:
             store, configuration_name_key(app.id, "gone"), "01M83XVDVEFQP5XDGJGBVK8SV7", 60
         )
         # A delete that died after marking the record.
-        record, current = await store._application_record(app.id)
+        record, current = await store.application_record(app.id)
         marked = record.model_copy(
             update={"deleting": True, "updated_at": utc_now() - timedelta(seconds=60)}
         )

@@ -102,6 +102,7 @@ class Crowded(ServiceActor):
         journal.record("calls", self._stats["calls"])
         kept = all(getattr(self, n) == f"mine: {n}" for n in OLD_MACHINERY_NAMES if n != "_stats")
         journal.record("kept", kept)
+        journal.record("framework", sorted(set(vars(self)) - set(OLD_MACHINERY_NAMES)))
 
 
 def impostor() -> tuple[str, bytes]:
@@ -198,3 +199,10 @@ class TestOwnAttributes:
                 held = json.loads((await hold.next_msg(timeout=5)).data)
         assert held == {"ok": True, "status": 200, "data": "held"}
         assert journal.of("kept") == [("kept", True)]
+        # Beside every actor's `actor_*`, the runtime put two attributes on it.
+        assert journal.of("framework") == [
+            (
+                "framework",
+                ["_actor_server", "actor_instance", "actor_log", "actor_ref", "actor_system"],
+            )
+        ]

@@ -31,14 +31,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from ulid import ULID
 
 from aegis_actors._buckets import (
-    APPLICATION_NAMES,
     APPLICATIONS,
     CONFIGURATIONS,
     Buckets,
@@ -61,6 +59,7 @@ from aegis_actors._configuration.records import (
     parse,
     release,
 )
+from aegis_actors._configuration.repair import RepairReport, repair
 from aegis_actors._errors import ErrorCode, RevisionConflictError, ServiceError
 from aegis_actors._kv import KVBucket
 from aegis_actors._models import WireModel, utc_now
@@ -71,13 +70,6 @@ from aegis_actors._transport import JetStreamContext
 DEFAULT_GRACE: Final = 10.0
 #: A delete without `revision` reads again after a concurrent write, this many times.
 DELETE_ATTEMPTS: Final = 5
-
-
-@dataclass(frozen=True, slots=True)
-class RepairReport:
-    orphan_names: int
-    unfinished_deletes: int
-    orphan_configurations: int
 
 
 def _by_name(item: ApplicationRecord | ConfigurationRecord | Application | Configuration) -> Key:
@@ -110,7 +102,7 @@ class ConfigurationStore:
 
     # -- reading -----------------------------------------------------------------
 
-    async def _application_record(self, application_id: str) -> tuple[ApplicationRecord, int]:
+    async def application_record(self, application_id: str) -> tuple[ApplicationRecord, int]:
         entry = await self.bucket.get(application_key(application_id))
         record = parse(ApplicationRecord, entry)
         if entry is None or record is None or record.deleting:
@@ -124,7 +116,7 @@ class ConfigurationStore:
         for entry in await self.bucket.entries(configuration_names(application_id)):
             index = parse(NameIndex, entry)
             name = entry.key.rpartition(".")[2]
-            if index is not None and await self._holds_configuration(index.id, name):
+            if index is not None and await self.holds_configuration(index.id, name):
                 ids.append(index.id)
         return sorted(ids)
 
@@ -139,12 +131,12 @@ class ConfigurationStore:
         )
 
     async def get_application(self, application_id: str) -> tuple[Application, int]:
-        record, revision = await self._application_record(application_id)
+        record, revision = await self.application_record(application_id)
         return self._application(record, await self._configuration_ids(record.id)), revision
 
     async def find_application(self, name: str) -> tuple[Application, int]:
         index = parse(NameIndex, await self.bucket.get(application_name_key(name)))
-        if index is None or not await self._holds_application(index.id, name):
+        if index is None or not await self.holds_application(index.id, name):
             raise ServiceError.of(ErrorCode.NOT_FOUND, f"no application named {name!r}", name=name)
         return await self.get_application(index.id)
 
@@ -183,7 +175,7 @@ class ConfigurationStore:
     async def find_configuration(self, application_id: str, name: str) -> tuple[Configuration, int]:
         entry = await self.bucket.get(configuration_name_key(application_id, name))
         index = parse(NameIndex, entry)
-        if index is None or not await self._holds_configuration(index.id, name):
+        if index is None or not await self.holds_configuration(index.id, name):
             raise ServiceError.of(
                 ErrorCode.NOT_FOUND,
                 f"application {application_id} has no configuration named {name!r}",
@@ -200,7 +192,7 @@ class ConfigurationStore:
         max_bytes: int | None = None,
     ) -> Page[Configuration]:
         if application_id is not None:
-            await self._application_record(application_id)
+            await self.application_record(application_id)
             records = []
             for configuration_id in await self._configuration_ids(application_id):
                 # One deleted since its id was read is not listed (it was a 404 for the list).
@@ -230,11 +222,11 @@ class ConfigurationStore:
 
     # -- name indexes ----------------------------------------------------------------
 
-    async def _holds_application(self, application_id: str, name: str) -> bool:
+    async def holds_application(self, application_id: str, name: str) -> bool:
         record = parse(ApplicationRecord, await self.bucket.get(application_key(application_id)))
         return record is not None and record.name == name and not record.deleting
 
-    async def _holds_configuration(self, configuration_id: str, name: str) -> bool:
+    async def holds_configuration(self, configuration_id: str, name: str) -> bool:
         entry = await self.bucket.get(configuration_key(configuration_id))
         record = parse(ConfigurationRecord, entry)
         return record is not None and record.name == name
@@ -261,7 +253,7 @@ class ConfigurationStore:
         await self._claim(
             application_name_key(name),
             application_id,
-            lambda holder: self._holds_application(holder, name),
+            lambda holder: self.holds_application(holder, name),
             taken,
         )
         now = self.now()
@@ -274,7 +266,7 @@ class ConfigurationStore:
     async def update_application(
         self, application_id: str, revision: int, name: str | None, comments: str | None
     ) -> tuple[Application, int]:
-        record, current = await self._application_record(application_id)
+        record, current = await self.application_record(application_id)
         check_revision(revision, current, application_id)
         renamed = name is not None and name != record.name
         if renamed:
@@ -282,7 +274,7 @@ class ConfigurationStore:
             await self._claim(
                 application_name_key(name),
                 application_id,
-                lambda holder: self._holds_application(holder, name),
+                lambda holder: self.holds_application(holder, name),
                 lambda: ServiceError.of(
                     ErrorCode.ALREADY_EXISTS, f"an application named {name!r} exists", name=name
                 ),
@@ -310,7 +302,7 @@ class ConfigurationStore:
 
     async def delete_application(self, application_id: str, revision: int | None) -> None:
         for _ in range(DELETE_ATTEMPTS):
-            record, current = await self._application_record(application_id)
+            record, current = await self.application_record(application_id)
             if revision is not None:
                 check_revision(revision, current, application_id)
             # The revision-checked mark is the one point where a stale delete fails.
@@ -321,11 +313,11 @@ class ConfigurationStore:
                 )
             except RevisionConflictError:
                 continue  # changed meanwhile: read again (404, 409 at a given revision, or retry)
-            await self._finish_delete(marked)
+            await self.finish_delete(marked)
             return
         raise conflict(application_id)
 
-    async def _finish_delete(self, record: ApplicationRecord) -> None:
+    async def finish_delete(self, record: ApplicationRecord) -> None:
         for entry in await self.bucket.entries(configuration_names(record.id)):
             index = parse(NameIndex, entry)
             if index is not None:
@@ -339,13 +331,13 @@ class ConfigurationStore:
     async def create_configuration(
         self, application_id: str, name: str, comments: str, config: dict[str, Any]
     ) -> tuple[Configuration, int]:
-        await self._application_record(application_id)
+        await self.application_record(application_id)
         configuration_id = str(ULID())
         index_key = configuration_name_key(application_id, name)
         await self._claim(
             index_key,
             configuration_id,
-            lambda holder: self._holds_configuration(holder, name),
+            lambda holder: self.holds_configuration(holder, name),
             lambda: ServiceError.of(
                 ErrorCode.ALREADY_EXISTS,
                 f"application {application_id} already has a configuration named {name!r}",
@@ -365,7 +357,7 @@ class ConfigurationStore:
         )
         revision = await self.bucket.create(configuration_key(configuration_id), dump(record))
         try:
-            await self._application_record(application_id)
+            await self.application_record(application_id)
         except ServiceError:
             # The application was deleted while we wrote: leave nothing behind.
             await self.bucket.delete(configuration_key(configuration_id))
@@ -389,7 +381,7 @@ class ConfigurationStore:
             await self._claim(
                 configuration_name_key(record.application_id, name),
                 configuration_id,
-                lambda holder: self._holds_configuration(holder, name),
+                lambda holder: self.holds_configuration(holder, name),
                 lambda: ServiceError.of(
                     ErrorCode.ALREADY_EXISTS,
                     f"application {record.application_id} already has a configuration "
@@ -448,46 +440,8 @@ class ConfigurationStore:
     # -- repair ----------------------------------------------------------------------
 
     async def repair(self) -> RepairReport:
-        """Finish interrupted deletes; drop orphan indexes and configurations.
+        """Finish interrupted deletes; drop orphan indexes and configurations (see `repair`)."""
+        return await repair(self)
 
-        Only entries older than `grace` count as orphans, so a repair never
-        undoes a create in flight.
-        """
-        unfinished = 0
-        for entry in await self.bucket.entries(APPLICATIONS):
-            record = parse(ApplicationRecord, entry)
-            if record is not None and record.deleting and self._old(record.updated_at):
-                await self._finish_delete(record)
-                unfinished += 1
-        orphan_names = 0
-        for pattern, holds in (
-            (APPLICATION_NAMES, self._holds_application),
-            (configuration_names(), self._holds_configuration),
-        ):
-            for entry in await self.bucket.entries(pattern):
-                index = parse(NameIndex, entry)
-                name = entry.key.rpartition(".")[2]
-                if index is None or (
-                    self._old(index.claimed_at) and not await holds(index.id, name)
-                ):
-                    try:
-                        await self.bucket.delete(entry.key, revision=entry.revision)
-                        orphan_names += 1
-                    except RevisionConflictError:
-                        pass
-        orphan_configurations = 0
-        for entry in await self.bucket.entries(CONFIGURATIONS):
-            config = parse(ConfigurationRecord, entry)
-            if config is None or not self._old(config.updated_at):
-                continue
-            try:
-                await self._application_record(config.application_id)
-            except ServiceError:
-                # A conflict: another instance's repair (or a write) got there first.
-                with contextlib.suppress(RevisionConflictError):
-                    await self.bucket.delete(entry.key, revision=entry.revision)
-                    orphan_configurations += 1
-        return RepairReport(orphan_names, unfinished, orphan_configurations)
-
-    def _old(self, when: datetime) -> bool:
+    def is_old(self, when: datetime) -> bool:
         return (self.now() - when).total_seconds() >= self.grace
