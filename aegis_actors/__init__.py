@@ -22,6 +22,7 @@ from aegis_actors._connection import ConnectionSettings, TlsSettings, connect
 from aegis_actors._discovery.caller import CallOptions, CallStatistics, InstanceCallStatistics
 from aegis_actors._discovery.settings import CallStrategy, DiscoveryMode, DiscoverySettings
 from aegis_actors._discovery.snapshot import DiscoveryStatistics, ServiceView
+from aegis_actors._dispatch import RequestContext, current_request
 from aegis_actors._endpoints import event, rpc
 from aegis_actors._errors import (
     ActorDeadError,
@@ -60,7 +61,6 @@ from aegis_actors._nats_server import NatsCluster, NatsServer
 from aegis_actors._ref import ActorRef, Terminated
 from aegis_actors._registry.heartbeat import HeartbeatSettings
 from aegis_actors._registry.models import InstanceStatus, ServiceInstance
-from aegis_actors._request import RequestContext, current_request
 from aegis_actors._service import ServiceActor
 from aegis_actors._settings import InstanceSettings, ServiceSettings
 from aegis_actors._subjects import Subjects

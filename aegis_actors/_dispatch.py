@@ -1,4 +1,8 @@
-"""`Dispatcher`: the request path of one service, from its mailbox to the reply.
+"""The request path of one service, from its mailbox to the reply: `Request`, `Dispatcher`.
+
+A `Request` is what the service's subscriptions put in its mailbox (the
+subject, the reply subject, the body and the headers, nothing of the NATS
+client's own message type); `Dispatcher.serve` answers it:
 
 ```
 serve(request)
@@ -6,18 +10,22 @@ serve(request)
     start:   a `max_concurrency` slot (waiting here, in the actor's loop, is the
              back pressure: the mailbox fills while every slot is busy)
     run:     parse, the handler within the caller's deadline, dump
-    finish:  the reply (an error reply for whatever went wrong), `$SRV.STATS`
+    finish:  the reply (an error reply for whatever went wrong), `EndpointStats`
 ```
 
 `serve` is the one place where a request is accepted, started and finished:
-admission control, metrics and tracing belong there. The envelope, the
-headers and the error codes are described in docs/reference/wire-protocol.md.
+admission control, metrics and tracing belong there. While a handler runs,
+`current_request()` gives its `RequestContext` (deadline, trace id), which
+the `call()`s it makes pass on. The envelope, the headers and the error codes
+are described in docs/reference/wire-protocol.md.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -26,19 +34,108 @@ from anyio.abc import TaskGroup
 
 from aegis_actors._endpoints import Endpoints, RpcEndpoint, unknown_method
 from aegis_actors._errors import ErrorCode, ServiceError
-from aegis_actors._micro import EndpointStats
 from aegis_actors._ref import ActorRef
-from aegis_actors._request import Request, RequestContext, _current_request
 from aegis_actors._subjects import Subjects, check_subject, last_token
 from aegis_actors._transport import NatsClient
 from aegis_actors._wire import (
     DEADLINE_HEADER,
     NOT_SERVED_HEADER,
+    TRACE_ID_HEADER,
     Reply,
     error_reply,
     ok_reply_raw,
     parse_deadline,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A request as it travels through a service's mailbox."""
+
+    subject: str
+    reply: str
+    """Where the answer goes ("" when the sender waits for none)."""
+    data: bytes
+    headers: Mapping[str, str] | None
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """The request a handler is serving: read it with `current_request()`."""
+
+    subject: str
+    method: str
+    headers: Mapping[str, str] | None
+    deadline: float | None
+    """Unix time (seconds) after which the caller no longer waits, from `Aegis-Deadline`."""
+    _trace_id: str | None = None
+
+    @property
+    def trace_id(self) -> str:
+        """The caller's `Aegis-Trace-Id`, or a new one for this request."""
+        if self._trace_id is None:
+            header = self.headers.get(TRACE_ID_HEADER) if self.headers else None
+            self._trace_id = header or secrets.token_hex(8)
+        return self._trace_id
+
+    def remaining(self) -> float | None:
+        """Seconds until the deadline (negative once past), None without a deadline."""
+        return None if self.deadline is None else self.deadline - time.time()
+
+
+_current_request: ContextVar[RequestContext | None] = ContextVar("aegis_request", default=None)
+
+
+def current_request() -> RequestContext | None:
+    """The request the running handler serves (None outside a handler)."""
+    return _current_request.get()
+
+
+@dataclass(slots=True)
+class EndpointStats:
+    """Counters of one endpoint, as `$SRV.STATS` reports them (times in ns)."""
+
+    name: str
+    subject: str
+    queue_group: str
+    description: str = ""
+    num_requests: int = 0
+    num_errors: int = 0
+    last_error: str = ""
+    processing_time: int = 0
+
+    def record(self, elapsed_ns: int, error: str | None = None) -> None:
+        self.num_requests += 1
+        self.processing_time += elapsed_ns
+        if error is not None:
+            self.num_errors += 1
+            self.last_error = error
+
+    @property
+    def average_processing_time(self) -> int:
+        return self.processing_time // self.num_requests if self.num_requests else 0
+
+    def info(self) -> dict[str, Any]:
+        metadata = {"description": self.description} if self.description else {}
+        return {
+            "name": self.name,
+            "subject": self.subject,
+            "queue_group": self.queue_group,
+            "metadata": metadata,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "subject": self.subject,
+            "queue_group": self.queue_group,
+            "num_requests": self.num_requests,
+            "num_errors": self.num_errors,
+            "last_error": self.last_error,
+            "processing_time": self.processing_time,
+            "average_processing_time": self.average_processing_time,
+            "data": None,
+        }
 
 
 class Served(Protocol):

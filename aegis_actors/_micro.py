@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from pydantic_core import to_json
 
+from aegis_actors._dispatch import EndpointStats
 from aegis_actors._models import utc_now
 from aegis_actors._subjects import ControlVerb, control
 from aegis_actors._transport import Msg, NatsClient, Subscription, close_subscriptions
@@ -23,53 +24,6 @@ from aegis_actors._transport import Msg, NatsClient, Subscription, close_subscri
 PING_TYPE: Final = "io.nats.micro.v1.ping_response"
 INFO_TYPE: Final = "io.nats.micro.v1.info_response"
 STATS_TYPE: Final = "io.nats.micro.v1.stats_response"
-
-
-@dataclass(slots=True)
-class EndpointStats:
-    """Counters of one endpoint, as `$SRV.STATS` reports them (times in ns)."""
-
-    name: str
-    subject: str
-    queue_group: str
-    description: str = ""
-    num_requests: int = 0
-    num_errors: int = 0
-    last_error: str = ""
-    processing_time: int = 0
-
-    def record(self, elapsed_ns: int, error: str | None = None) -> None:
-        self.num_requests += 1
-        self.processing_time += elapsed_ns
-        if error is not None:
-            self.num_errors += 1
-            self.last_error = error
-
-    @property
-    def average_processing_time(self) -> int:
-        return self.processing_time // self.num_requests if self.num_requests else 0
-
-    def info(self) -> dict[str, Any]:
-        metadata = {"description": self.description} if self.description else {}
-        return {
-            "name": self.name,
-            "subject": self.subject,
-            "queue_group": self.queue_group,
-            "metadata": metadata,
-        }
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "subject": self.subject,
-            "queue_group": self.queue_group,
-            "num_requests": self.num_requests,
-            "num_errors": self.num_errors,
-            "last_error": self.last_error,
-            "processing_time": self.processing_time,
-            "average_processing_time": self.average_processing_time,
-            "data": None,
-        }
 
 
 @dataclass(eq=False)

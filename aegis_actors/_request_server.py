@@ -33,7 +33,14 @@ from aegis_actors._cell import Cell, Readable
 from aegis_actors._configuration.binding import BoundValue, ConfigurationChanged
 from aegis_actors._connection import Connection, barrier
 from aegis_actors._discovery.caller import Caller
-from aegis_actors._dispatch import Dispatcher, Served, Unrouted
+from aegis_actors._dispatch import (
+    Dispatcher,
+    Request,
+    RequestContext,
+    Served,
+    Unrouted,
+    _current_request,
+)
 from aegis_actors._endpoints import EventHandler, endpoints_of
 from aegis_actors._instance import Instance
 from aegis_actors._leadership.models import Leadership, LeadershipChanged
@@ -41,7 +48,6 @@ from aegis_actors._micro import MicroResponder
 from aegis_actors._ref import ActorRef
 from aegis_actors._registry.heartbeat import BeatNow, HealthQuery
 from aegis_actors._registry.models import InstanceStatus
-from aegis_actors._request import Request, RequestContext, _current_request
 from aegis_actors._subjects import queue_group
 from aegis_actors._transport import Msg, NatsClient, Subscription, close_subscriptions
 from aegis_actors._wire import (

@@ -43,11 +43,11 @@ from pydantic import BaseModel
 from aegis_actors._actor import Actor
 from aegis_actors._configuration.binding import ConfigurationBinding
 from aegis_actors._discovery.caller import CallOptions
+from aegis_actors._dispatch import Request, current_request
 from aegis_actors._instance import Instance
 from aegis_actors._leadership.models import Leadership
 from aegis_actors._models import check_version
 from aegis_actors._registry.models import InstanceStatus
-from aegis_actors._request import Request, current_request
 from aegis_actors._request_server import SERVER_MESSAGES, RequestServer, ServiceWiring
 from aegis_actors._subjects import (
     check_event_subject,

@@ -40,6 +40,7 @@ from pydantic_core import from_json
 from aegis_actors._discovery.settings import DiscoverySettings
 from aegis_actors._discovery.snapshot import DiscoveryCache, DiscoveryStatistics, ServiceView
 from aegis_actors._discovery.strategies import Picker, picker
+from aegis_actors._dispatch import current_request
 from aegis_actors._errors import (
     ErrorCode,
     NatsUnavailableError,
@@ -47,7 +48,6 @@ from aegis_actors._errors import (
     RequestTimeoutError,
     ServiceError,
 )
-from aegis_actors._request import current_request
 from aegis_actors._requester import Requester
 from aegis_actors._subjects import Subjects, check_method_name, check_service_name
 from aegis_actors._transport import Msg, NatsClient
