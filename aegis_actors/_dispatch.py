@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -48,9 +48,12 @@ from aegis_actors._wire import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """A request as it travels through a service's mailbox."""
+class Request(NamedTuple):
+    """A request as it travels through a service's mailbox (immutable).
+
+    A named tuple rather than a frozen dataclass: it is made for every
+    request, and a tuple is made in a third of the time.
+    """
 
     subject: str
     reply: str
@@ -174,12 +177,11 @@ class _Route:
 class Dispatcher:
     """Routes, limits, runs and answers the requests of one service."""
 
-    def __init__(
-        self, service: Served, endpoints: Endpoints, nats: Callable[[], NatsClient]
-    ) -> None:
+    def __init__(self, service: Served, endpoints: Endpoints) -> None:
         self.service = service
         self.endpoints = endpoints
-        self._nats = nats
+        self.nats: NatsClient | None = None
+        """The connection replies go out on (set when the server opens: one per tree)."""
         self.refusing: str | None = None
         """The sticky-active group in which the instance is STANDBY: it refuses requests."""
         self.refused: tuple[bytes, dict[str, str]] = (b"", {})
@@ -371,7 +373,8 @@ class Dispatcher:
         """
         if not request.reply:
             return None  # published without a reply subject: nobody waits
-        nats = self._nats()
+        nats = self.nats
+        assert nats is not None  # requests arrive only once the server has opened
         failure = None
         if len(body) > nats.max_payload:
             # Dropped, it would leave the caller waiting for its whole timeout.

@@ -116,7 +116,7 @@ class RequestServer:
         # A standby refuses the requests that still reach it (see `leadership`).
         self._told_active = False
         self._leadership: Leadership | None = None
-        self.dispatcher = Dispatcher(service, self.endpoints, lambda: self.nats)
+        self.dispatcher = Dispatcher(service, self.endpoints)
         """The request path (`ServiceActor.on_receive` hands it every `Request`)."""
         self._micro: MicroResponder | None = None
         self._seen = BoundValue()
@@ -161,6 +161,7 @@ class RequestServer:
         """
         assert self._micro is not None
         wiring, ref = self.wiring, self.service.actor_ref
+        self.dispatcher.nats = self.nats
         serving = self.dispatcher.refusing is None
         await self._subscribe(broadcasts=True, requests=serving)
         await self._micro.start(self.nats)
