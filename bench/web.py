@@ -26,14 +26,14 @@ import anyio
 from anyio.abc import Process
 
 from aegis_actors import InstanceStatus, ServiceInstance
-from aegis_actors.buckets import Buckets, instance_key
-from aegis_actors.connection import ConnectionSettings, connect
-from aegis_actors.eventloop import run
-from aegis_actors.kv import KVBucket
-from aegis_actors.logs import LogFormat, configure_logging
-from aegis_actors.models import utc_now
-from aegis_actors.registry.store import registry_bucket_spec
-from aegis_actors.server import NatsServer
+from aegis_actors._buckets import Buckets, instance_key
+from aegis_actors._connection import ConnectionSettings, connect
+from aegis_actors._eventloop import run
+from aegis_actors._kv import KVBucket
+from aegis_actors._logs import LogFormat, configure_logging
+from aegis_actors._models import utc_now
+from aegis_actors._nats_server import NatsServer
+from aegis_actors._registry.store import registry_bucket_spec
 from bench._report import ratio, table
 from tests.browser_support import chromium, why_no_browser
 

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic_core import to_json
 
-from aegis_actors.subjects import Subjects
-from aegis_actors.web.access import (
+from aegis_actors._subjects import Subjects
+from aegis_actors._web.access import (
     ASSUMED,
     Violations,
     access_from_user_info,

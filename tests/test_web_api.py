@@ -11,11 +11,11 @@ import pytest
 import pytest_asyncio
 
 from aegis_actors import ServiceError, start_instance
-from aegis_actors.client import Client
-from aegis_actors.connection import ConnectionSettings, connect
-from aegis_actors.mgmt.client import ManagementClient
-from aegis_actors.web.monitor import open_monitor
-from aegis_actors.web.settings import WebSettings
+from aegis_actors._client import Client
+from aegis_actors._connection import ConnectionSettings, connect
+from aegis_actors._mgmt.client import ManagementClient
+from aegis_actors._web.monitor import open_monitor
+from aegis_actors._web.settings import WebSettings
 from tests.web_support import (
     READER,
     EventReader,

@@ -21,12 +21,12 @@ import pytest_asyncio
 from anyio.abc import Process
 
 from aegis_actors import InstanceStatus, ServiceError
-from aegis_actors.client import Client
-from aegis_actors.connection import ConnectionSettings, connect
-from aegis_actors.mgmt.client import ManagementClient
-from aegis_actors.server import NatsServer
-from aegis_actors.web.monitor import open_monitor
-from aegis_actors.web.settings import WebSettings
+from aegis_actors._client import Client
+from aegis_actors._connection import ConnectionSettings, connect
+from aegis_actors._mgmt.client import ManagementClient
+from aegis_actors._nats_server import NatsServer
+from aegis_actors._web.monitor import open_monitor
+from aegis_actors._web.settings import WebSettings
 from tests.browser_support import ARTIFACTS, chromium, why_no_browser
 from tests.web_support import WebFleet, in_own_task, web_fleet
 

@@ -9,9 +9,9 @@ import aiohttp
 import anyio
 import pytest
 
-from aegis_actors.configfile import load_config
-from aegis_actors.errors import ConfigError
-from aegis_actors.server import NatsServer
+from aegis_actors._config_file import load_config
+from aegis_actors._errors import ConfigError
+from aegis_actors._nats_server import NatsServer
 from tests.test_run import aegis, read_line, rest
 from tests.web_support import EventReader
 

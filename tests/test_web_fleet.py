@@ -11,15 +11,15 @@ import pytest
 from pydantic_core import from_json
 
 from aegis_actors import ActorSystem, InstanceStatus, ServiceInstance
-from aegis_actors.actor import Actor
-from aegis_actors.buckets import Buckets, instance_key
-from aegis_actors.models import utc_now
-from aegis_actors.ref import ActorRef
-from aegis_actors.subjects import Subjects
-from aegis_actors.watch import KeyChanged, KeyRemoved, Removal, WatchState, WatchSynced
-from aegis_actors.web import fleet as fleet_module
-from aegis_actors.web.context import WebContext
-from aegis_actors.web.fleet import FleetActor, Follow, Follower
+from aegis_actors._actor import Actor
+from aegis_actors._buckets import Buckets, instance_key
+from aegis_actors._models import utc_now
+from aegis_actors._ref import ActorRef
+from aegis_actors._subjects import Subjects
+from aegis_actors._watch import KeyChanged, KeyRemoved, Removal, WatchState, WatchSynced
+from aegis_actors._web import fleet as fleet_module
+from aegis_actors._web.context import WebContext
+from aegis_actors._web.fleet import FleetActor, Follow, Follower
 from tests.web_support import in_own_task
 
 BUCKETS = Buckets()

@@ -26,11 +26,11 @@ from aegis_actors import (
     rpc,
     start_instance,
 )
-from aegis_actors.configuration.binding import ConfigBindingSettings
-from aegis_actors.mgmt.actor import ManagementService
-from aegis_actors.server import NatsServer
-from aegis_actors.web.monitor import RunningMonitor, open_monitor
-from aegis_actors.web.settings import WebSettings
+from aegis_actors._configuration.binding import ConfigurationBindingSettings
+from aegis_actors._mgmt.actor import ManagementService
+from aegis_actors._nats_server import NatsServer
+from aegis_actors._web.monitor import RunningMonitor, open_monitor
+from aegis_actors._web.settings import WebSettings
 
 T = TypeVar("T")
 ADMIN = ("admin", "admin-secret")
@@ -125,7 +125,7 @@ async def web_fleet() -> AsyncIterator[WebFleet]:
                     Pricing,
                     settings.model_copy(
                         update={
-                            "configuration": ConfigBindingSettings(
+                            "configuration": ConfigurationBindingSettings(
                                 application="trading", name="limits"
                             )
                         }

@@ -9,6 +9,9 @@ from typing import Any
 
 import anyio
 
+from aegis_actors._errors import ActorStartError, NatsUnavailableError
+from aegis_actors._eventloop import run
+from aegis_actors._web.settings import DEFAULT_HOST, DEFAULT_PORT, WebSettings
 from aegis_actors.cli._client import (
     EXIT_FAILED,
     EXIT_NO_NATS,
@@ -18,9 +21,6 @@ from aegis_actors.cli._client import (
     integer,
     seconds,
 )
-from aegis_actors.errors import ActorStartError, NatsUnavailableError
-from aegis_actors.eventloop import run
-from aegis_actors.web.settings import DEFAULT_HOST, DEFAULT_PORT, WebSettings
 
 
 def register(commands: Any) -> None:
@@ -55,7 +55,7 @@ def register(commands: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        from aegis_actors.web.monitor import open_monitor
+        from aegis_actors._web.monitor import open_monitor
     except ImportError as exc:
         print(
             f"aegis web: needs the 'web' extra ({exc.name} is missing): "
