@@ -29,7 +29,6 @@ from aegis_actors._actor import Actor
 from aegis_actors._buckets import Buckets, instance_keys
 from aegis_actors._child_spec import AutoShutdown, ChildSpec, Restart
 from aegis_actors._connection import ConnectionActor, ConnectionSettings
-from aegis_actors._errors import ActorStartError
 from aegis_actors._instance import DEFAULT_KV_TIMEOUT
 from aegis_actors._kv import BucketSpec
 from aegis_actors._mgmt.client import DEFAULT_TIMEOUT
@@ -184,18 +183,6 @@ async def open_monitor(
     """
     urls: list[str] = []
     spec = web_tree(nats, settings, namespace=namespace, timeout=timeout, on_listening=urls.append)
-    failed: ActorStartError | None = None
-    try:
-        async with ActorSystem("aegis-web") as system:
-            try:
-                ref = await system.spawn(spec.start, name=spec.id, shutdown=spec.shutdown)
-            except ActorStartError as exc:
-                failed = exc
-            else:
-                yield RunningMonitor(urls[0], ref)
-    except BaseExceptionGroup:
-        # The system's task group also reports the failed start: say it once.
-        if failed is None:
-            raise
-    if failed is not None:
-        raise failed
+    async with ActorSystem("aegis-web") as system:
+        ref = await system.spawn(spec.start, name=spec.id, shutdown=spec.shutdown)
+        yield RunningMonitor(urls[0], ref)
