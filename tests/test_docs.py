@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from aegis_actors._config_file import load_config
 from aegis_actors.cli import build_parser
 from aegis_actors.config_reference import BEGIN, END, reference
-from aegis_actors.configfile import load_config
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
@@ -67,6 +67,16 @@ class TestLinks:
         pages = [p for p in DOCS.rglob("*.md") if p.name != "index.md"]
         missing = [str(p.relative_to(DOCS)) for p in pages if str(p.relative_to(DOCS)) not in index]
         assert not missing, f"docs/index.md does not link {missing}"
+
+    def test_pages_the_code_cites_exist(self) -> None:
+        cited = {
+            (source.relative_to(ROOT), page)
+            for source in (ROOT / "aegis_actors").rglob("*.py")
+            for page in re.findall(r"docs/[\w/.-]+\.md", source.read_text())
+        }
+        assert cited, "the code cites docs/ pages"
+        missing = [f"{source}: {page}" for source, page in cited if not (ROOT / page).exists()]
+        assert not missing, missing
 
     def test_no_page_cites_documents_outside_the_repository(self) -> None:
         for page in PAGES:

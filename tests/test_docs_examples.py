@@ -30,9 +30,9 @@ from aegis_actors import (
     ConnectionSettings,
     InstanceSettings,
     ManagementService,
+    NatsServer,
     start_instance,
 )
-from aegis_actors.server import NatsServer
 
 pytestmark = pytest.mark.nats
 
@@ -179,7 +179,7 @@ class TestReadme:
 
     async def readme_test_passes_in_a_fresh_project(self, folder: Path) -> None:
         """Strict mode, no pytest configuration: what a new user has."""
-        for name in ("greeter.py", "conftest.py", "test_greeter.py", "test_greeter_isolated.py"):
+        for name in ("greeter.py", "conftest.py", "test_greeter.py", "test_greeter_instances.py"):
             shutil.copy(EXAMPLES / name, folder / name)
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}

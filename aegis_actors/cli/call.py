@@ -8,6 +8,9 @@ from typing import Any
 
 from pydantic_core import from_json, to_json
 
+from aegis_actors._client import Client
+from aegis_actors._errors import AegisError, NatsUnavailableError, ServiceError
+from aegis_actors._eventloop import run
 from aegis_actors.cli._client import (
     EXIT_FAILED,
     EXIT_NO_NATS,
@@ -17,10 +20,6 @@ from aegis_actors.cli._client import (
     print_json,
     report_error,
 )
-from aegis_actors.client import Client
-from aegis_actors.errors import AegisError, NatsUnavailableError
-from aegis_actors.eventloop import run
-from aegis_actors.wire import ServiceError
 
 
 def register(commands: Any) -> None:

@@ -10,6 +10,10 @@ import anyio
 from pydantic_core import to_json
 from rich.live import Live
 
+from aegis_actors._connection import connect
+from aegis_actors._errors import NatsUnavailableError
+from aegis_actors._eventloop import run
+from aegis_actors._top import FleetSampler, render
 from aegis_actors.cli._client import (
     EXIT_NO_NATS,
     client_options,
@@ -17,10 +21,6 @@ from aegis_actors.cli._client import (
     console,
     seconds,
 )
-from aegis_actors.connection import connect
-from aegis_actors.errors import NatsUnavailableError
-from aegis_actors.eventloop import run
-from aegis_actors.top import FleetSampler, render
 
 
 def register(commands: Any) -> None:

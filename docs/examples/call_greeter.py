@@ -2,8 +2,14 @@
 
 from greeter import Greeter
 
-from aegis_actors import ActorSystem, Client, ConnectionSettings, InstanceSettings, start_instance
-from aegis_actors.eventloop import run
+from aegis_actors import (
+    ActorSystem,
+    Client,
+    ConnectionSettings,
+    InstanceSettings,
+    run,
+    start_instance,
+)
 
 
 async def call_greeter(url: str) -> None:

@@ -2,8 +2,7 @@
 
 from typing import Any
 
-from aegis_actors import Actor, ActorDeadError, ActorRef, ActorSystem, Failure, Terminated
-from aegis_actors.eventloop import run
+from aegis_actors import Actor, ActorDeadError, ActorRef, ActorSystem, Failure, Terminated, run
 
 
 class Counter(Actor):

@@ -2,9 +2,15 @@
 
 from greeter import Greeter
 
-from aegis_actors import ActorSystem, Client, ConnectionSettings, InstanceSettings, start_instance
-from aegis_actors.eventloop import run
-from aegis_actors.server import NatsServer
+from aegis_actors import (
+    ActorSystem,
+    Client,
+    ConnectionSettings,
+    InstanceSettings,
+    NatsServer,
+    run,
+    start_instance,
+)
 
 
 async def main() -> None:

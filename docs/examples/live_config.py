@@ -6,6 +6,7 @@ from pydantic import BaseModel
 from aegis_actors import (
     ActorSystem,
     Client,
+    ConfigurationBinding,
     ConnectionSettings,
     InstanceSettings,
     ManagementClient,
@@ -14,7 +15,6 @@ from aegis_actors import (
     rpc,
     start_instance,
 )
-from aegis_actors.configuration.binding import ConfigBinding
 
 
 class Limits(BaseModel):
@@ -24,10 +24,10 @@ class Limits(BaseModel):
 class LimitedOrders(ServiceActor):
     service_name = "limited-orders"
     version = "1.0.0"
-    config_binding = ConfigBinding("trading", "order-limits", Limits)
+    configuration_binding = ConfigurationBinding("trading", "order-limits", Limits)
     changed: anyio.Event  # set by this example's main(), to wait for the change
 
-    async def on_config_changed(self, new: Limits, old: Limits | None) -> None:
+    async def on_configuration_changed(self, new: Limits, old: Limits | None) -> None:
         print(f"limit {old.max_order_quantity if old else None} -> {new.max_order_quantity}")
         self.changed.set()
 

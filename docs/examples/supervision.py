@@ -10,8 +10,8 @@ from aegis_actors import (
     Strategy,
     Supervisor,
     WhichChildren,
+    run,
 )
-from aegis_actors.eventloop import run
 
 
 class Database(Actor):

@@ -1,24 +1,23 @@
+from collections.abc import AsyncIterator
+
 import pytest
+import pytest_asyncio
 from greeter import Greeter
 
-from aegis_actors import (
-    ActorSystem,
-    Client,
-    ConnectionSettings,
-    InstanceSettings,
-    ServiceError,
-    start_instance,
-)
+from aegis_actors import Client, ServiceError
+from aegis_actors.testing import serve
+
+
+@pytest_asyncio.fixture
+async def greeter(nats_url: str, namespace: str) -> AsyncIterator[Client]:
+    async with serve(Greeter, nats_url, namespace=namespace) as client:
+        yield client
 
 
 @pytest.mark.asyncio
-async def test_hello_greets_and_counts(nats_url: str) -> None:
-    settings = InstanceSettings(nats=ConnectionSettings(url=nats_url))
-    async with ActorSystem() as system:
-        await start_instance(system, Greeter, settings)
-        async with Client(url=nats_url) as client:
-            assert await client.call("greeter", "hello", {"name": "Ada"}) == "Hello, Ada!"
-            assert (await client.call("greeter", "stats"))["greetings"] == 1
-            with pytest.raises(ServiceError) as refused:
-                await client.call("greeter", "hello", {"name": " "})
-            assert refused.value.status == 422
+async def test_hello_greets_and_counts(greeter: Client) -> None:
+    assert await greeter.call("greeter", "hello", {"name": "Ada"}) == "Hello, Ada!"
+    assert (await greeter.call("greeter", "stats"))["greetings"] == 1
+    with pytest.raises(ServiceError) as refused:
+        await greeter.call("greeter", "hello", {"name": " "})
+    assert refused.value.status == 422
