@@ -85,6 +85,12 @@ class TestLinks:
                 assert outside not in text, f"{page.relative_to(ROOT)} cites {outside}"
 
 
+def test_readme_shows_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(r"^make demo +#", readme, re.M)
+    assert re.search(r"^make test +#", readme, re.M)
+
+
 class TestConfigReference:
     """docs/reference/config.md holds the reference generated from the models."""
 
