@@ -42,24 +42,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from aegis_actors.connection import ConnectionSettings, split_urls
+from aegis_actors.connection import NATS_ENV, ConnectionSettings, redact, split_urls
 from aegis_actors.errors import ConfigError
 from aegis_actors.instance import InstanceSettings, ServiceOptions
 from aegis_actors.service import ServiceActor
 from aegis_actors.subjects import check_namespace
 from aegis_actors.supervisor import Strategy
 
-#: Environment variable -> key path in the file it overrides.
+#: Environment variable -> key path in the file it overrides (the `[nats]` ones
+#: are those every client command reads too: `connection.NATS_ENV`).
 ENV_OVERRIDES: Final[dict[str, tuple[str, ...]]] = {
-    "AEGIS_NATS_URL": ("nats", "url"),
-    "AEGIS_NATS_USER": ("nats", "user"),
-    "AEGIS_NATS_PASSWORD": ("nats", "password"),
-    "AEGIS_NATS_TOKEN": ("nats", "token"),
-    "AEGIS_NATS_CREDS_FILE": ("nats", "creds_file"),
+    **{variable: ("nats", *path.split(".")) for variable, path in NATS_ENV.items()},
     "AEGIS_NAMESPACE": ("namespace",),
 }
+#: Fields of `[nats]` that say who connects: a service's own `[services.nats]`
+#: replaces them all, so its credential never mixes with the fleet's.
+CREDENTIAL_FIELDS: Final = ("user", "password", "token", "creds_file", "nkey_seed", "inbox_prefix")
 
 
 class NatsConfig(ConnectionSettings):
@@ -81,6 +81,18 @@ class EmbeddedServerConfig(BaseModel):
     store_dir: Path | None = Field(
         None, description="JetStream folder; omitted = temporary, removed at exit."
     )
+    auth: Path | None = Field(
+        None,
+        description="A nats-server config file to include, such as the authorization "
+        "block `aegis auth` writes: the server then enforces the roles.",
+    )
+
+    @field_validator("auth")
+    @classmethod
+    def _auth_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} does not exist (write it with `aegis auth`)")
+        return value
 
 
 class SupervisorConfig(BaseModel):
@@ -95,6 +107,19 @@ class SupervisorConfig(BaseModel):
     within_seconds: float = Field(5.0, gt=0, description="Window of `max_restarts`.")
 
 
+class ServiceCredentials(BaseModel):
+    """`[services.nats]`: the service's own credential (one per service, least privilege)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    user: str | None = Field(None, description="User name (with `password`).")
+    password: SecretStr | None = Field(None, description="Password for `user`.")
+    token: SecretStr | None = Field(None, description="Authentication token.")
+    creds_file: Path | None = Field(None, description="NATS credentials file (JWT + NKey seed).")
+    nkey_seed: Path | None = Field(None, description="File holding the service's NKey seed.")
+    inbox_prefix: str | None = Field(None, description="See `[nats]` `inbox_prefix`.")
+
+
 class ServiceConfig(ServiceOptions):
     """One `[[services]]` entry: a class to run, how many instances, and their options."""
 
@@ -104,6 +129,11 @@ class ServiceConfig(ServiceOptions):
         description="The ServiceActor subclass to run, as `package.module:Class`.",
     )
     instances: int = Field(1, ge=1, le=1000, description="How many instances to run.")
+    nats: ServiceCredentials | None = Field(
+        None,
+        description="This service's own credential, in place of the `[nats]` one "
+        "(for example the NKey seed `aegis auth --nkeys` wrote for it).",
+    )
 
 
 class FleetConfig(BaseModel):
@@ -152,7 +182,13 @@ class LoadedService:
         return self.cls.service_name
 
     def instance_settings(self, nats: ConnectionSettings, namespace: str) -> InstanceSettings:
-        options = self.config.model_dump(exclude={"class_path", "instances"})
+        options = self.config.model_dump(exclude={"class_path", "instances", "nats"})
+        own = self.config.nats
+        if own is not None:
+            # Its own credential replaces the fleet's whole: no mix of the two.
+            data = nats.model_dump()
+            data.update(dict.fromkeys(CREDENTIAL_FIELDS), **own.model_dump(exclude_none=True))
+            nats = ConnectionSettings.model_validate(data)
         return InstanceSettings(**options, nats=nats, namespace=namespace)
 
 
@@ -241,13 +277,18 @@ def _url_value(variable: str, value: str) -> list[str]:
     return urls
 
 
+_SECRET_KEYS: Final = frozenset({"password", "token"})
+
+
 def _describe(where: str, exc: ValidationError) -> str:
     lines = []
     for error in exc.errors(include_url=False):
         key = _key(error["loc"])
         got = error.get("input")
         shown = "" if error["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"{where}: {key}: {error['msg']}{shown}")
+        if shown and error["loc"] and error["loc"][-1] in _SECRET_KEYS:
+            shown = " (got ***)"  # never echo a secret, even a malformed one
+        lines.append(redact(f"{where}: {key}: {error['msg']}{shown}"))
     return "\n".join(lines)
 
 

@@ -152,3 +152,20 @@ class RequestTimeoutError(AegisError, TimeoutError):
         self.subject = subject
         self.timeout = timeout
         super().__init__(f"no reply on {subject} within {timeout:g} s")
+
+
+class PermissionDeniedError(AegisError, PermissionError):
+    """The server refused this connection's credentials a subject (a permissions violation).
+
+    `operation` is `publish` or `subscribe`; `user` says who we connected as
+    (a user name, a public key, or how we authenticated); `queue` is the
+    queue group of a refused subscription, if any.
+    """
+
+    def __init__(self, operation: str, subject: str, user: str, queue: str | None = None) -> None:
+        self.operation = operation
+        self.subject = subject
+        self.user = user
+        self.queue = queue
+        in_queue = f" in queue group {queue}" if queue else ""
+        super().__init__(f"{user} may not {operation} to {subject}{in_queue} (NATS permissions)")

@@ -23,6 +23,7 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
+from aegis_actors.buckets import kv_stream, kv_subject
 from aegis_actors.errors import (
     BucketNotFoundError,
     ConfigError,
@@ -169,9 +170,9 @@ class KVBucket:
     def __init__(self, js: JetStreamContext, name: str, *, direct: bool = True) -> None:
         self.js = js
         self.name = name
-        self.stream = f"KV_{name}"
+        self.stream = kv_stream(name)
         self._direct = direct
-        self._prefix = f"$KV.{name}."
+        self._prefix = kv_subject(name, "")
 
     @classmethod
     async def ensure(cls, js: JetStreamContext, spec: BucketSpec) -> KVBucket:
@@ -183,13 +184,13 @@ class KVBucket:
         """
         with translate_errors(spec.name):
             try:
-                info = await js.stream_info(f"KV_{spec.name}")
+                info = await js.stream_info(kv_stream(spec.name))
             except nats.js.errors.NotFoundError:
                 try:
                     await _create(js, spec)
                 except nats.js.errors.BadRequestError:
                     # Another process created it first (racing start-ups).
-                    info = await js.stream_info(f"KV_{spec.name}")
+                    info = await js.stream_info(kv_stream(spec.name))
                 else:
                     return cls(js, spec.name, direct=True)
         cfg = info.config

@@ -9,13 +9,16 @@ subject, and its timeout is one `loop.call_later` handle.
 
 A reply with status 503 and no body is NATS's "no responders": nobody
 subscribes to the subject, so the request fails at once with
-`NoRespondersError` instead of waiting for its timeout.
+`NoRespondersError` instead of waiting for its timeout. A request whose
+subject the server's permissions refuse fails at once too, with
+`PermissionDeniedError` (see `aegis_actors.denials`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Final
 
 import nats.errors
@@ -23,7 +26,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from aegis_actors.errors import NatsUnavailableError, NoRespondersError, RequestTimeoutError
+from aegis_actors.denials import Violation, denials_of
+from aegis_actors.errors import (
+    NatsUnavailableError,
+    NoRespondersError,
+    PermissionDeniedError,
+    RequestTimeoutError,
+)
 
 STATUS_HEADER: Final = "Status"
 NO_RESPONDERS_STATUS: Final = "503"
@@ -53,6 +62,10 @@ class Requester:
     def __init__(self, client: Client) -> None:
         self.client = client
         self._futures: dict[str, asyncio.Future[Msg]] = {}
+        #: The subject of each request waiting, to fail it when the subject is refused.
+        self._subjects: dict[str, str] = {}
+        self._refused: PermissionDeniedError | None = None
+        self._unlisten: Callable[[], None] | None = None
         self._next = 0
         self._prefix = ""
         self._cut = 0
@@ -88,11 +101,18 @@ class Requester:
         except _CONNECTION_ERRORS as exc:
             raise NatsUnavailableError(f"cannot subscribe for replies: {exc!r}") from exc
         self._prefix, self._cut = prefix, len(prefix)
+        denials = denials_of(self.client)
+        if denials is not None:
+            self._unlisten = denials.listen(self._on_violation)
 
     async def close(self) -> None:
         """Unsubscribe and fail every request still waiting (with `NatsUnavailableError`)."""
         sub, self._sub = self._sub, None
         futures, self._futures = self._futures, {}
+        self._subjects = {}
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
         for future in futures.values():
             if not future.done():
                 future.set_exception(NatsUnavailableError("the requester was closed"))
@@ -117,14 +137,19 @@ class Requester:
             NatsUnavailableError: the connection cannot send (closed, draining,
                 or its reconnect buffer is full).
             ValueError: the payload is larger than the server accepts.
+            PermissionDeniedError: the server's permissions refuse `subject`
+                (or our reply subscription) to this connection's user.
         """
         loop = self._loop
         if loop is None or self._sub is None:
             raise NatsUnavailableError("the requester is not started")
+        if self._refused is not None:
+            raise self._refused
         self._next += 1
         token = str(self._next)
         future: asyncio.Future[Msg] = loop.create_future()
         self._futures[token] = future
+        self._subjects[token] = subject
         timer = loop.call_later(timeout, self._expire, token, subject, timeout)
         try:
             try:
@@ -145,6 +170,7 @@ class Requester:
         finally:
             timer.cancel()
             self._futures.pop(token, None)
+            self._subjects.pop(token, None)
         reply_headers = msg.headers
         if (
             reply_headers is not None
@@ -158,6 +184,24 @@ class Requester:
         future = self._futures.pop(msg.subject[self._cut :], None)
         if future is not None and not future.done():
             future.set_result(msg)
+
+    def _on_violation(self, violation: Violation) -> None:
+        denials = denials_of(self.client)
+        if denials is None:
+            return
+        # nats-py lowercases the server's error: compare without case.
+        if violation.operation == "subscribe":
+            if violation.subject != (self._prefix + "*").lower():
+                return
+            # No reply can ever reach us: every request, now and later, fails.
+            self._refused = denials.error(violation, self._prefix + "*")
+            refused = list(self._subjects.items())
+        else:
+            refused = [(t, s) for t, s in self._subjects.items() if s.lower() == violation.subject]
+        for token, subject in refused:
+            future = self._futures.pop(token, None)
+            if future is not None and not future.done():
+                future.set_exception(denials.error(violation, subject))
 
     def _expire(self, token: str, subject: str, timeout: float) -> None:
         future = self._futures.pop(token, None)

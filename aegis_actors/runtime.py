@@ -28,7 +28,7 @@ from aegis_actors.configfile import LoadedConfig
 from aegis_actors.errors import ActorStartError, NatsServerError, PortInUseError
 from aegis_actors.instance import InstancePlan, instance_spec, plan_instance
 from aegis_actors.ref import ActorRef
-from aegis_actors.server import NatsServer
+from aegis_actors.server import NatsServer, auth_config
 from aegis_actors.supervisor import ChildSpec, Supervisor
 from aegis_actors.system import ActorSystem
 
@@ -105,9 +105,18 @@ async def start_fleet(system: ActorSystem, config: LoadedConfig) -> Fleet:
     server = None
     if config.fleet.embedded_server:
         embedded = config.fleet.embedded
-        server = NatsServer(port=embedded.port, store_dir=embedded.store_dir)
+        server = NatsServer(
+            port=embedded.port,
+            store_dir=embedded.store_dir,
+            extra_config=auth_config(embedded.auth),
+        )
         await anyio.to_thread.run_sync(server.start)
-        log.info("embedded nats-server started", url=server.url, store_dir=str(server.store_dir))
+        log.info(
+            "embedded nats-server started",
+            url=server.url,
+            store_dir=str(server.store_dir),
+            auth=str(embedded.auth) if embedded.auth else None,
+        )
     url = server.url if server else None
     fleet = Fleet(
         config, ",".join(config.connection(url).servers), plan_fleet(config, url), server=server

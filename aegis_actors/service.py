@@ -68,7 +68,9 @@ from aegis_actors.subjects import (
     check_sticky_active_group,
     check_subject,
     last_token,
+    matcher,
     queue_group,
+    subject_matches,
 )
 from aegis_actors.wire import (
     DEADLINE_HEADER,
@@ -148,6 +150,16 @@ class ServiceActor(Actor):
     ACTIVE and takes every call, the others are STANDBY until it stops or dies
     (a config file's `sticky_active_group` overrides it). See `leadership`."""
 
+    published_events: ClassVar[tuple[str, ...]] = ()
+    """Event subjects or patterns this service publishes (`events.order.*`): when
+    given, `publish_event` refuses any other, and `aegis auth` grants exactly
+    these to the service's credentials (empty: no check, and no grant)."""
+
+    own_buckets: ClassVar[tuple[str, ...]] = ()
+    """KV buckets this service keeps its data in (names without the namespace:
+    open them as `self.actor_instance.buckets.named(name)`): `aegis auth`
+    grants the service's credentials full use of them, and nobody else any."""
+
     config_binding: ClassVar[ConfigBinding | None] = None
     """The configuration this service follows (a config file's
     `[services.configuration]` overrides the names); its value is in
@@ -165,6 +177,8 @@ class ServiceActor(Actor):
             check_version(cls.version)
         if cls.__dict__.get("sticky_active_group") is not None:
             check_sticky_active_group(cls.sticky_active_group)  # type: ignore[arg-type]
+        for pattern in cls.__dict__.get("published_events", ()):
+            check_event_subject(pattern, pattern=True)
 
     # -- what user code reads ----------------------------------------------------
 
@@ -257,10 +271,17 @@ class ServiceActor(Actor):
         Inside a handler, the request's trace id goes along (`Aegis-Trace-Id`).
 
         Raises:
-            ValueError: a bad subject, or a payload that is not JSON (NaN and
-                infinities included).
+            ValueError: a bad subject, one outside `published_events` (when
+                declared), or a payload that is not JSON (NaN and infinities
+                included).
         """
         check_event_subject(subject)
+        declared = self.published_events
+        if declared and not any(subject_matches(p, subject) for p in declared):
+            raise ValueError(
+                f"{subject} is not one of {type(self).__name__}.published_events "
+                f"({', '.join(declared)})"
+            )
         try:
             data = encode_json(payload)
         except ValueError as exc:
@@ -398,10 +419,26 @@ class ServiceActor(Actor):
         client, ctx, ref = self.nats, self.actor_instance, self.actor_ref
 
         async def subscribe(into: list[Subscription], subject: str, queue: str, cb: Any) -> None:
+            delivered_on = matcher(subject)
+
+            async def checked(msg: Msg) -> None:
+                # A JetStream push consumer may deliver to any subject, with the
+                # stream's subject on the message: anyone allowed to create a
+                # consumer could send us stored data that way. Only messages
+                # published on the subject we serve are requests or events.
+                if delivered_on(msg.subject):
+                    await cb(msg)
+                else:
+                    self.actor_log.warning(
+                        "message dropped: not on a subscribed subject",
+                        subject=msg.subject,
+                        subscription=subject,
+                    )
+
             sub = await client.subscribe(
                 subject,
                 queue=queue,
-                cb=cb,
+                cb=checked,
                 pending_msgs_limit=PENDING_MSGS_LIMIT,
                 pending_bytes_limit=PENDING_BYTES_LIMIT,
             )

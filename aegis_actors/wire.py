@@ -16,7 +16,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, from_json, to_json
 
-from aegis_actors.errors import AegisError
+from aegis_actors.errors import AegisError, PermissionDeniedError
 
 DEADLINE_HEADER: Final = "Aegis-Deadline"
 TRACE_ID_HEADER: Final = "Aegis-Trace-Id"
@@ -41,6 +41,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "NOT_FOUND"
     ALREADY_EXISTS = "ALREADY_EXISTS"
     REVISION_CONFLICT = "REVISION_CONFLICT"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     INTERNAL = "INTERNAL"
@@ -52,6 +53,7 @@ STATUS: Final[dict[str, int]] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.ALREADY_EXISTS: 409,
     ErrorCode.REVISION_CONFLICT: 409,
+    ErrorCode.PERMISSION_DENIED: 403,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.DEADLINE_EXCEEDED: 504,
     ErrorCode.INTERNAL: 500,
@@ -83,6 +85,17 @@ class ServiceError(AegisError):
     def of(cls, code: ErrorCode, message: str, **details: Any) -> ServiceError:
         """An error with the SPEC's status for `code`."""
         return cls(STATUS[code], code.value, message, details)
+
+    @classmethod
+    def denied(cls, error: PermissionDeniedError) -> ServiceError:
+        """403 PERMISSION_DENIED for a subject the server's permissions refused us."""
+        return cls.of(
+            ErrorCode.PERMISSION_DENIED,
+            str(error),
+            subject=error.subject,
+            user=error.user,
+            operation=error.operation,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "details": self.details}

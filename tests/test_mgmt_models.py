@@ -18,8 +18,8 @@ from aegis_actors.mgmt.models import (
     ListServices,
     ServiceDefinition,
     UpdateService,
-    service_of,
 )
+from aegis_actors.subjects import service_of
 from aegis_actors.wire import ServiceError, from_validation_error
 
 NAME = re.compile(r"[a-z][a-z0-9-]{2,63}")

@@ -42,7 +42,12 @@ from aegis_actors.context import current_request
 from aegis_actors.discovery.settings import DiscoverySettings
 from aegis_actors.discovery.snapshot import DiscoveryCache, DiscoveryStatistics, ServiceView
 from aegis_actors.discovery.strategies import Picker, picker
-from aegis_actors.errors import NatsUnavailableError, NoRespondersError, RequestTimeoutError
+from aegis_actors.errors import (
+    NatsUnavailableError,
+    NoRespondersError,
+    PermissionDeniedError,
+    RequestTimeoutError,
+)
 from aegis_actors.requester import Requester
 from aegis_actors.subjects import Subjects, check_method_name, check_service_name
 from aegis_actors.wire import (
@@ -172,7 +177,8 @@ class Caller:
         Raises:
             ServiceError: the error reply of the method; or SERVICE_UNAVAILABLE
                 (no healthy instance, registry unreachable with nothing cached,
-                NATS unusable) or DEADLINE_EXCEEDED (no reply in time).
+                NATS unusable), DEADLINE_EXCEEDED (no reply in time) or
+                PERMISSION_DENIED (our credentials may not send to the subject).
             ValueError: a bad service or method name, timeout, or params that
                 are not JSON or too large for the server.
         """
@@ -268,6 +274,9 @@ class Caller:
                 if tried is None:
                     tried = set()
                 tried.add(instance_id)
+        except PermissionDeniedError as exc:
+            self.failed += 1
+            raise ServiceError.denied(exc) from None
         except NatsUnavailableError as exc:
             self.failed += 1
             raise ServiceError.of(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from nats.js import JetStreamContext
 
 from aegis_actors.buckets import Buckets
-from aegis_actors.mgmt.models import InstanceList, service_of
+from aegis_actors.mgmt.models import InstanceList
 from aegis_actors.registry.models import ServiceInstance
 from aegis_actors.registry.store import RegistryStore
+from aegis_actors.subjects import service_of
 from aegis_actors.wire import ErrorCode, ServiceError
 
 
