@@ -36,7 +36,6 @@ from aegis_actors.buckets import (
     kv_subject,
     leadership_key,
 )
-from aegis_actors.configuration.binding import ConfigBinding
 from aegis_actors.connection import DEFAULT_INBOX_PREFIX
 from aegis_actors.endpoints import collect
 from aegis_actors.mgmt.actor import SERVICE_NAME as MGMT_SERVICE
@@ -70,14 +69,14 @@ class ServiceGrants:
     binds_configuration: bool = False
 
 
-def grants_of(cls: type[ServiceActor], binding: ConfigBinding | None = None) -> ServiceGrants:
-    """The grants of a service class (`binding`: a config file's, over the class's)."""
+def grants_of(cls: type[ServiceActor], *, binds_configuration: bool = False) -> ServiceGrants:
+    """The grants of a service class (`binds_configuration`: a config file binds it)."""
     return ServiceGrants(
         name=cls.service_name,
         events=tuple((e.pattern, e.broadcast) for e in collect(cls).events),
         publishes=tuple(cls.published_events),
         own_buckets=tuple(cls.own_buckets),
-        binds_configuration=(binding or cls.config_binding) is not None,
+        binds_configuration=binds_configuration or cls.config_binding is not None,
     )
 
 

@@ -87,13 +87,6 @@ class EmbeddedServerConfig(BaseModel):
         "block `aegis auth` writes: the server then enforces the roles.",
     )
 
-    @field_validator("auth")
-    @classmethod
-    def _auth_exists(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"{value} does not exist (write it with `aegis auth`)")
-        return value
-
 
 class SupervisorConfig(BaseModel):
     """Section `[supervisor]`: the root supervisor over one supervisor per service."""

@@ -198,7 +198,7 @@ class ConnectionSettings(BaseModel):
             return f"user {user}"
         name = self._identity_name()
         if self.nkey_seed is not None:
-            return f"nkey {name}"
+            return f"nkey {name} ({self.nkey_seed.name})" if name else f"nkey {self.nkey_seed}"
         if self.creds_file is not None:
             return f"creds {name} ({self.creds_file.name})" if name else f"creds {self.creds_file}"
         if self.token is not None or self._url_token():

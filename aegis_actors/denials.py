@@ -62,7 +62,9 @@ def parse_violation(message: str) -> Violation | None:
     return Violation(operation, match["subject"], match["queue"])
 
 
-Listener = Callable[[Violation], None]
+#: Told of every violation; returns True when it failed something of its own
+#: with it (the error then reaches a caller, so the log line is only debug).
+Listener = Callable[[Violation], bool]
 
 
 class Denials:
@@ -88,9 +90,12 @@ class Denials:
             violation.operation, subject or violation.subject, self.user, violation.queue
         )
 
-    def tell(self, violation: Violation) -> None:
+    def tell(self, violation: Violation) -> bool:
+        """Tell every listener; True if one of them failed something with it."""
+        claimed = False
         for listener in list(self._listeners):
-            listener(violation)
+            claimed = listener(violation) or claimed
+        return claimed
 
 
 _of: weakref.WeakKeyDictionary[Client, Denials] = weakref.WeakKeyDictionary()
@@ -113,16 +118,16 @@ def report_error(client: Client, error: Exception) -> bool:
     if violation is None:
         return False
     denials = _of.get(client)
-    user = denials.user if denials is not None else "this connection"
-    log.warning(
+    claimed = denials is not None and denials.tell(violation)
+    # Unclaimed (a fire-and-forget publish, a subscription): this line is all
+    # anyone will see of it. Claimed: the caller's error says it already.
+    (log.debug if claimed else log.warning)(
         "nats permission denied",
         operation=violation.operation,
         subject=violation.subject,
         queue=violation.queue,
-        user=user,
+        user=denials.user if denials is not None else "this connection",
     )
-    if denials is not None:
-        denials.tell(violation)
     return True
 
 
@@ -141,15 +146,16 @@ async def guard(client: Client, *patterns: str) -> AsyncIterator[None]:
     lowered = [(p.lower(), p) for p in patterns]
     with anyio.CancelScope() as scope:
 
-        def on_violation(violation: Violation) -> None:
+        def on_violation(violation: Violation) -> bool:
             if refused:
-                return
+                return False
             for low, pattern in lowered:
                 if subject_matches(low, violation.subject):
                     literal = "*" not in pattern and ">" not in pattern
                     refused.append((violation, pattern if literal else violation.subject))
                     scope.cancel()
-                    return
+                    return True
+            return False
 
         stop = denials.listen(on_violation)
         try:

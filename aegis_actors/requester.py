@@ -185,14 +185,14 @@ class Requester:
         if future is not None and not future.done():
             future.set_result(msg)
 
-    def _on_violation(self, violation: Violation) -> None:
+    def _on_violation(self, violation: Violation) -> bool:
         denials = denials_of(self.client)
         if denials is None:
-            return
+            return False
         # nats-py lowercases the server's error: compare without case.
         if violation.operation == "subscribe":
             if violation.subject != (self._prefix + "*").lower():
-                return
+                return False
             # No reply can ever reach us: every request, now and later, fails.
             self._refused = denials.error(violation, self._prefix + "*")
             refused = list(self._subjects.items())
@@ -202,6 +202,7 @@ class Requester:
             future = self._futures.pop(token, None)
             if future is not None and not future.done():
                 future.set_exception(denials.error(violation, subject))
+        return bool(refused)
 
     def _expire(self, token: str, subject: str, timeout: float) -> None:
         future = self._futures.pop(token, None)

@@ -101,7 +101,8 @@ def auth_config(path: str | Path | None) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise NatsServerError(f"cannot read the server config {path}: {exc}") from exc
+        hint = " (write the roles with `aegis auth`)" if isinstance(exc, FileNotFoundError) else ""
+        raise NatsServerError(f"cannot read the server config {path}: {exc}{hint}") from exc
 
 
 class NatsServer:

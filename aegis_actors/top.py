@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aegis_actors.buckets import Buckets
+from aegis_actors.connection import connected_url
 from aegis_actors.errors import BucketNotFoundError, ConfigError, StoreUnavailableError
 from aegis_actors.kv import KVBucket
 from aegis_actors.mgmt.models import ServiceDefinition
@@ -101,8 +102,7 @@ class FleetSampler:
                 if i.service_name == name
             ]
             services.append(ServiceView(name, definitions.get(name), views))
-        url = self.client.connected_url.geturl() if self.client.connected_url else ""
-        return FleetView(now, url, self.namespace, services, problem)
+        return FleetView(now, connected_url(self.client), self.namespace, services, problem)
 
     def _view(
         self, instance: ServiceInstance, now: datetime, stats: tuple[int, int] | None

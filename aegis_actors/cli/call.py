@@ -12,8 +12,10 @@ from aegis_actors.cli._client import (
     EXIT_FAILED,
     EXIT_NO_NATS,
     EXIT_USAGE,
+    UsageError,
     client_options,
     connection_settings,
+    exit_code,
     print_json,
     report_error,
 )
@@ -51,14 +53,19 @@ def main(args: argparse.Namespace) -> int:
 
     async def call() -> int:
         try:
-            async with Client(nats=connection_settings(args), namespace=args.namespace) as client:
+            settings = connection_settings(args)
+        except UsageError as exc:
+            print(f"aegis: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            async with Client(nats=settings, namespace=args.namespace) as client:
                 reply = await client.call(
                     args.service, args.method, params,
                     timeout=args.timeout, idempotent=args.idempotent, envelope=True,
                 )  # fmt: skip
         except ServiceError as exc:
             report_error(args, exc)
-            return EXIT_FAILED
+            return exit_code(exc)
         except ValueError as exc:  # a bad service or method name, or timeout
             print(f"aegis call: {exc}", file=sys.stderr)
             return EXIT_USAGE
