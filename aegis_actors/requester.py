@@ -195,13 +195,17 @@ class Requester:
                 return False
             # No reply can ever reach us: every request, now and later, fails.
             self._refused = denials.error(violation, self._prefix + "*")
-            refused = list(self._subjects.items())
+            refused = [(token, self._refused) for token in self._subjects]
         else:
-            refused = [(t, s) for t, s in self._subjects.items() if s.lower() == violation.subject]
-        for token, subject in refused:
+            refused = [
+                (token, denials.error(violation, subject))
+                for token, subject in self._subjects.items()
+                if subject.lower() == violation.subject
+            ]
+        for token, error in refused:
             future = self._futures.pop(token, None)
             if future is not None and not future.done():
-                future.set_exception(denials.error(violation, subject))
+                future.set_exception(error)
         return bool(refused)
 
     def _expire(self, token: str, subject: str, timeout: float) -> None:
