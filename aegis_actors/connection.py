@@ -22,6 +22,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import anyio
+import nats.errors
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -308,11 +309,18 @@ async def connect(
     """
     backoff = settings.reconnect_backoff()
     last_error: list[BaseException] = []
+    connecting, gave_up = True, False
 
     async def on_error(error: Exception) -> None:
         if report_error(client, error):
             return  # a permissions violation: told to whoever used the subject, and logged
+        if gave_up:
+            return  # the socket of a refused connect, closing: said already
         last_error[:] = [error]
+        if connecting and refuses_us(error):
+            # Trying again would only be refused again: say so now, not at the timeout
+            # (nats-py's first connect awaits this callback, and stops on its exception).
+            raise _Refused(error)
         log.warning("nats error", error=redact(repr(error)))
 
     async def disconnected() -> None:
@@ -365,6 +373,13 @@ async def connect(
     try:
         with anyio.fail_after(settings.initial_connect_timeout):
             await client.connect(**options)
+        connecting = False
+    except _Refused as refused:
+        gave_up = True
+        await _close_quietly(client)
+        raise NatsUnavailableError(
+            redact(f"NATS at {settings.shown_servers} refused {identity}: {refused.error!r}")
+        ) from refused.error
     except TimeoutError:
         await _close_quietly(client)
         reason = f": {last_error[0]!r}" if last_error else ""
@@ -386,6 +401,22 @@ async def connect(
 def connected_url(client: Client) -> str:
     """The URL `client` is connected to, its password or token redacted ("" if none)."""
     return redact(client.connected_url.geturl()) if client.connected_url else ""
+
+
+class _Refused(Exception):
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def refuses_us(error: BaseException) -> bool:
+    """An error no retry would cure: credentials refused, or TLS that does not verify.
+
+    During the first connect nats-py reports a refusal as a plain `Error`
+    carrying the server's `'Authorization Violation'`.
+    """
+    if isinstance(error, nats.errors.AuthorizationError | ssl.SSLError):
+        return True
+    return isinstance(error, nats.errors.Error) and "authorization violation" in str(error).lower()
 
 
 async def barrier(client: Client, timeout: float = 5.0) -> None:

@@ -169,9 +169,11 @@ async def run_fleet(
             started.append(fleet)
             root = fleet.root
             assert root is not None
-            if ready is not None:
-                await ready(fleet)
+            # Signals are ours before `ready` says so: a Ctrl-C right after the
+            # "running" line must stop the fleet gracefully, not interrupt it.
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                if ready is not None:
+                    await ready(fleet)
                 failed = False
                 async with anyio.create_task_group() as tg:
 
