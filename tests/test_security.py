@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import anyio
 import pytest
 from nats.js import api
+from pydantic import BaseModel
 from structlog.testing import capture_logs
 
 from aegis_actors import (
@@ -35,6 +36,7 @@ from aegis_actors import (
 from aegis_actors.auth import Credential, fleet_roles, grants_of, render
 from aegis_actors.buckets import Buckets, instance_key, kv_stream, kv_subject
 from aegis_actors.client import Client
+from aegis_actors.configuration.binding import ConfigBinding
 from aegis_actors.connection import connect
 from aegis_actors.discovery.settings import DiscoveryMode, DiscoverySettings
 from aegis_actors.kv import KVBucket
@@ -65,7 +67,22 @@ class Vault(ServiceActor):
         return self.instance_id
 
 
-SERVICES = (ManagementService, PricingService, RiskService, OrderService, Vault)
+class Limits(BaseModel):
+    max_quantity: int
+
+
+class Desk(ServiceActor):
+    """Follows a configuration: its role reads the configuration bucket."""
+
+    service_name = "desk-service"
+    config_binding = ConfigBinding("desk", "limits", Limits)
+
+    @rpc
+    async def limit(self) -> int | None:
+        return None if self.configuration is None else self.configuration.max_quantity
+
+
+SERVICES = (ManagementService, PricingService, RiskService, OrderService, Vault, Desk)
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +158,38 @@ class TestEachRoleDoesItsJob:
                     await admin.close()
                     await viewer.close()
         assert denials(logs) == []
+
+
+class TestConfiguration:
+    """A service bound to a configuration reads it with its own credential."""
+
+    async def test_the_bound_value_and_its_change_arrive(self, secured: NatsServer) -> None:
+        with capture_logs() as logs:
+            async with fleet(secured, ManagementService, Desk) as client:
+                admin = await connect(as_user(secured, "admin"))
+                try:
+                    mgmt = ManagementClient(admin, namespace=NS)
+                    app = await mgmt.create_application("desk")
+                    config = await mgmt.create_configuration(
+                        app.application.id, "limits", {"max_quantity": 10}
+                    )
+                    await until(client, lambda limit: limit == 10)
+                    await mgmt.update_configuration(
+                        config.configuration.id, config.revision, config={"max_quantity": 20}
+                    )
+                    await until(client, lambda limit: limit == 20)
+                finally:
+                    await admin.close()
+        assert denials(logs) == []
+
+
+async def until(client: Client, check: Any) -> None:
+    """Until desk-service's limit passes `check` (a pushed change: nothing to await)."""
+    with anyio.fail_after(5):
+        for _ in itertools.count():
+            if check(await client.call("desk-service", "limit")):
+                return
+            await anyio.sleep(0.01)
 
 
 class TestRefusedAtOnce:
