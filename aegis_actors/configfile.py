@@ -193,6 +193,22 @@ class LoadedConfig:
         self.fleet = fleet
         self.services = services
 
+    def missing_files(self) -> list[str]:
+        """The key files this config names that do not exist, each with its key.
+
+        Not checked when the file is loaded: `aegis auth CONFIG` reads the
+        config to write them.
+        """
+        named: list[tuple[str, Path | None]] = [("embedded.auth", self.fleet.embedded.auth)]
+        for i, service in enumerate(self.services):
+            own = service.config.nats
+            if own is not None:
+                named += [
+                    (f"services[{i}].nats.creds_file", own.creds_file),
+                    (f"services[{i}].nats.nkey_seed", own.nkey_seed),
+                ]
+        return [f"{path} ({key})" for key, path in named if path is not None and not path.is_file()]
+
     def connection(self, url: str | None = None) -> ConnectionSettings:
         """The connection settings, with `url` filled in (for an embedded server)."""
         data = self.fleet.nats.model_dump()

@@ -221,6 +221,19 @@ class TestConfigFile:
         )  # fmt: skip
         assert (risk.nats.user, risk.nats.nkey_seed) == ("admin", None)
 
+    def test_missing_key_files_are_named_with_their_keys(self, tmp_path: Path) -> None:
+        path = tmp_path / "fleet.toml"
+        path.write_text(
+            f'[embedded]\nauth = "{tmp_path}/auth.conf"\n'
+            '[[services]]\nclass = "services.trading.pricing:PricingService"\n'
+            f'nats = {{ nkey_seed = "{tmp_path}/pricing.nk" }}\n'
+        )
+        config = load_config(path, environ={})  # loads: `aegis auth` reads it to write them
+        assert config.missing_files() == [
+            f"{tmp_path}/auth.conf (embedded.auth)",
+            f"{tmp_path}/pricing.nk (services[0].nats.nkey_seed)",
+        ]
+
 
 class TestPublishedEvents:
     """A service that declares its events may publish no other."""

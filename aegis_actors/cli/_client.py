@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
+from nats.aio.client import Client as NatsClient
 from pydantic import ValidationError
 from pydantic_core import to_json
 from rich import box
@@ -208,13 +209,22 @@ def exit_code(error: ServiceError) -> int:
     return EXIT_DENIED if error.code == ErrorCode.PERMISSION_DENIED else EXIT_FAILED
 
 
-async def connect_or_report(args: argparse.Namespace) -> Any:
-    """A connection as the options say, or the exit code after saying why not."""
+def settings_or_exit(args: argparse.Namespace) -> ConnectionSettings | int:
+    """The connection settings the options say, or EXIT_USAGE after saying why not."""
     try:
-        return await connect(connection_settings(args))
+        return connection_settings(args)
     except UsageError as exc:
         print(f"aegis: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+async def connect_or_report(args: argparse.Namespace) -> NatsClient | int:
+    """A connection as the options say, or the exit code after saying why not."""
+    settings = settings_or_exit(args)
+    if isinstance(settings, int):
+        return settings
+    try:
+        return await connect(settings)
     except NatsUnavailableError as exc:
         print(f"aegis: {exc}", file=sys.stderr)
         return EXIT_NO_NATS

@@ -12,12 +12,11 @@ from aegis_actors.cli._client import (
     EXIT_FAILED,
     EXIT_NO_NATS,
     EXIT_USAGE,
-    UsageError,
     client_options,
-    connection_settings,
     exit_code,
     print_json,
     report_error,
+    settings_or_exit,
 )
 from aegis_actors.client import Client
 from aegis_actors.errors import AegisError, NatsUnavailableError
@@ -52,11 +51,9 @@ def main(args: argparse.Namespace) -> int:
             return EXIT_USAGE
 
     async def call() -> int:
-        try:
-            settings = connection_settings(args)
-        except UsageError as exc:
-            print(f"aegis: error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+        settings = settings_or_exit(args)
+        if isinstance(settings, int):
+            return settings
         try:
             async with Client(nats=settings, namespace=args.namespace) as client:
                 reply = await client.call(

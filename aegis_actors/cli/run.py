@@ -35,6 +35,14 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"aegis run: {exc}", file=sys.stderr)
         return 2
+    missing = config.missing_files()
+    if missing:
+        print(
+            f"aegis run: {args.config}: missing {', '.join(missing)}; `aegis auth "
+            f"{args.config} --nkeys DIR -o FILE` writes roles and keys",
+            file=sys.stderr,
+        )
+        return 2
     fleet = config.fleet
     count = sum(s.config.instances for s in config.services)
     where = (
