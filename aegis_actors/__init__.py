@@ -1,22 +1,38 @@
-"""aegis_actors: a Python actor runtime on asyncio for services that talk over NATS."""
+"""aegis_actors: a Python actor runtime on asyncio for services that talk over NATS.
 
-from aegis_actors._version import __version__
-from aegis_actors.actor import Actor, Failure
-from aegis_actors.backoff import Backoff
-from aegis_actors.client import Client
-from aegis_actors.connection import ConnectionActor, ConnectionSettings, TlsSettings
-from aegis_actors.context import InstanceContext, RequestContext, current_request
-from aegis_actors.discovery.caller import CallStatistics, InstanceCallStatistics
-from aegis_actors.discovery.settings import CallStrategy, DiscoveryMode, DiscoverySettings
-from aegis_actors.discovery.snapshot import DiscoveryStatistics, ServiceView
-from aegis_actors.endpoints import event, rpc
-from aegis_actors.errors import (
+Everything a user writes is imported from here; the underscore-prefixed
+modules are machinery and may change without notice. The pytest plugin is
+`aegis_actors.testing`; the command line is `aegis` (`aegis_actors.cli`).
+"""
+
+from aegis_actors._actor import Actor, Failure
+from aegis_actors._child_spec import (
+    AutoShutdown,
+    ChildInfo,
+    ChildSpec,
+    Restart,
+    StartChild,
+    Strategy,
+    TerminateChild,
+    WhichChildren,
+)
+from aegis_actors._client import Client
+from aegis_actors._configuration.binding import ConfigurationBinding, ConfigurationBindingSettings
+from aegis_actors._connection import ConnectionSettings, TlsSettings, connect
+from aegis_actors._discovery.caller import CallOptions, CallStatistics, InstanceCallStatistics
+from aegis_actors._discovery.settings import CallStrategy, DiscoveryMode, DiscoverySettings
+from aegis_actors._discovery.snapshot import DiscoveryStatistics, ServiceView
+from aegis_actors._dispatch import RequestContext, current_request
+from aegis_actors._endpoints import event, rpc
+from aegis_actors._errors import (
     ActorDeadError,
     ActorStartError,
     AegisError,
     AskTimeoutError,
+    BucketNotFoundError,
     ChildSpecError,
     ConfigError,
+    ErrorCode,
     KeyExistsError,
     MailboxFullError,
     NatsServerError,
@@ -27,44 +43,33 @@ from aegis_actors.errors import (
     RequestTimeoutError,
     RestartIntensityError,
     RevisionConflictError,
+    ServiceError,
     StoreError,
+    StorePermissionError,
     StoreUnavailableError,
+    TransportError,
 )
-from aegis_actors.instance import InstanceSettings, RunningInstance, start_instance
-from aegis_actors.leadership.actor import LeadershipActor
-from aegis_actors.leadership.models import Leadership, LeadershipSettings
-from aegis_actors.mgmt.actor import ManagementService
-from aegis_actors.mgmt.client import ManagementClient
-from aegis_actors.mgmt.models import ServiceDefinition
-from aegis_actors.ref import ActorRef, Terminated
-from aegis_actors.registry.heartbeat import HeartbeatSettings
-from aegis_actors.registry.models import InstanceStatus, ServiceInstance
-from aegis_actors.requester import Requester
-from aegis_actors.service import ServiceActor
-from aegis_actors.supervisor import (
-    AutoShutdown,
-    ChildInfo,
-    ChildSpec,
-    Restart,
-    StartChild,
-    Strategy,
-    Supervisor,
-    TerminateChild,
-    WhichChildren,
-)
-from aegis_actors.system import ActorSystem, SystemStatistics
-from aegis_actors.watch import (
-    GetWatchStatistics,
-    KeyChanged,
-    KeyRemoved,
-    KVWatchActor,
-    Removal,
-    WatchState,
-    WatchStatistics,
-    WatchSynced,
-    WatchTopic,
-)
-from aegis_actors.wire import ErrorCode, Reply, ServiceError
+from aegis_actors._eventloop import run
+from aegis_actors._instance import Instance
+from aegis_actors._instance_tree import RunningInstance, start_instance
+from aegis_actors._kv import BucketSpec, Entry, KVBucket
+from aegis_actors._leadership.models import Leadership, LeadershipSettings
+from aegis_actors._logs import LogFormat, configure_logging
+from aegis_actors._mgmt.actor import ManagementService
+from aegis_actors._mgmt.client import ManagementClient
+from aegis_actors._mgmt.models import ServiceDefinition
+from aegis_actors._models import Timestamp, WireModel
+from aegis_actors._nats_server import NatsCluster, NatsServer
+from aegis_actors._ref import ActorRef, Terminated
+from aegis_actors._registry.heartbeat import HeartbeatSettings
+from aegis_actors._registry.models import InstanceStatus, ServiceInstance
+from aegis_actors._service import ServiceActor
+from aegis_actors._settings import InstanceSettings, ServiceSettings
+from aegis_actors._subjects import Subjects
+from aegis_actors._supervisor import Supervisor
+from aegis_actors._system import ActorSystem, SystemStatistics
+from aegis_actors._version import __version__
+from aegis_actors._wire import Reply
 
 __all__ = [
     "Actor",
@@ -75,7 +80,9 @@ __all__ = [
     "AegisError",
     "AskTimeoutError",
     "AutoShutdown",
-    "Backoff",
+    "BucketNotFoundError",
+    "BucketSpec",
+    "CallOptions",
     "CallStatistics",
     "CallStrategy",
     "ChildInfo",
@@ -83,39 +90,38 @@ __all__ = [
     "ChildSpecError",
     "Client",
     "ConfigError",
-    "ConnectionActor",
+    "ConfigurationBinding",
+    "ConfigurationBindingSettings",
     "ConnectionSettings",
     "DiscoveryMode",
     "DiscoverySettings",
     "DiscoveryStatistics",
+    "Entry",
     "ErrorCode",
     "Failure",
-    "GetWatchStatistics",
     "HeartbeatSettings",
+    "Instance",
     "InstanceCallStatistics",
-    "InstanceContext",
     "InstanceSettings",
     "InstanceStatus",
-    "KVWatchActor",
-    "KeyChanged",
+    "KVBucket",
     "KeyExistsError",
-    "KeyRemoved",
     "Leadership",
-    "LeadershipActor",
     "LeadershipSettings",
+    "LogFormat",
     "MailboxFullError",
     "ManagementClient",
     "ManagementService",
+    "NatsCluster",
+    "NatsServer",
     "NatsServerError",
     "NatsUnavailableError",
     "NoRespondersError",
     "PermissionDeniedError",
     "PortInUseError",
-    "Removal",
     "Reply",
     "RequestContext",
     "RequestTimeoutError",
-    "Requester",
     "Restart",
     "RestartIntensityError",
     "RevisionConflictError",
@@ -124,24 +130,29 @@ __all__ = [
     "ServiceDefinition",
     "ServiceError",
     "ServiceInstance",
+    "ServiceSettings",
     "ServiceView",
     "StartChild",
     "StoreError",
+    "StorePermissionError",
     "StoreUnavailableError",
     "Strategy",
+    "Subjects",
     "Supervisor",
     "SystemStatistics",
     "TerminateChild",
     "Terminated",
+    "Timestamp",
     "TlsSettings",
-    "WatchState",
-    "WatchStatistics",
-    "WatchSynced",
-    "WatchTopic",
+    "TransportError",
     "WhichChildren",
+    "WireModel",
     "__version__",
+    "configure_logging",
+    "connect",
     "current_request",
     "event",
     "rpc",
+    "run",
     "start_instance",
 ]

@@ -16,8 +16,8 @@ from typing import Any
 
 import anyio
 
-from aegis_actors import Actor, ActorSystem
-from aegis_actors.eventloop import loop_name, run, uvloop_available
+from aegis_actors import Actor, ActorSystem, run
+from aegis_actors._eventloop import loop_name, uvloop_available
 from bench._report import ratio, table
 
 TELLS = 200_000

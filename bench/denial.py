@@ -22,19 +22,20 @@ from aegis_actors import (
     Client,
     ConnectionSettings,
     InstanceSettings,
+    LogFormat,
     ManagementClient,
     ManagementService,
+    NatsServer,
+    NatsUnavailableError,
     ServiceActor,
     ServiceError,
+    configure_logging,
+    connect,
     rpc,
+    run,
     start_instance,
 )
-from aegis_actors.auth import Credential, fleet_roles, grants_of, render
-from aegis_actors.connection import connect
-from aegis_actors.errors import NatsUnavailableError
-from aegis_actors.eventloop import run
-from aegis_actors.logs import LogFormat, configure_logging
-from aegis_actors.server import NatsServer
+from aegis_actors._auth import Credential, fleet_roles, grants_of, render
 from bench._report import table
 
 ROUNDS = 300

@@ -38,22 +38,24 @@ from aegis_actors import (
     HeartbeatSettings,
     InstanceSettings,
     InstanceStatus,
-    Requester,
+    KVBucket,
+    LogFormat,
+    NatsServer,
     ServiceActor,
     ServiceInstance,
+    Subjects,
+    configure_logging,
     rpc,
+    run,
     start_instance,
 )
-from aegis_actors.buckets import Buckets, instance_key
-from aegis_actors.discovery.strategies import RoundRobin
-from aegis_actors.eventloop import loop_name, run, uvloop_available
-from aegis_actors.kv import KVBucket
-from aegis_actors.logs import LogFormat, configure_logging
-from aegis_actors.models import utc_now
-from aegis_actors.registry.store import registry_bucket_spec
-from aegis_actors.server import NatsServer
-from aegis_actors.subjects import Subjects
-from aegis_actors.wire import ok_reply_raw
+from aegis_actors._buckets import Buckets, instance_key
+from aegis_actors._discovery.strategies import RoundRobin
+from aegis_actors._eventloop import loop_name, uvloop_available
+from aegis_actors._models import utc_now
+from aegis_actors._registry.store import registry_bucket_spec
+from aegis_actors._requester import Requester
+from aegis_actors._wire import ok_reply_raw
 from bench._load import Run, load, median_run
 from bench._report import ratio, table
 

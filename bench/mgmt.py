@@ -10,7 +10,7 @@ Goal (issue 5): p99 < 5 ms with one client.
 
 Then live configuration (issue 7): from the start of a configuration update
 (`ConfigurationStore.update_configuration`: a read and a revision-checked
-write) to the bound service's `on_config_changed`, beside a bare KV put to a
+write) to the bound service's `on_configuration_changed`, beside a bare KV put to a
 nats-py watcher receiving it, in the same run, one change at a time.
 Run: `python -m bench.mgmt`.
 """
@@ -30,22 +30,24 @@ from nats.aio.msg import Msg
 
 from aegis_actors import (
     ActorSystem,
+    ConfigurationBinding,
     ConnectionSettings,
     InstanceSettings,
+    KVBucket,
+    LogFormat,
+    ManagementService,
+    NatsServer,
     ServiceActor,
+    Subjects,
+    configure_logging,
+    connect,
+    run,
     start_instance,
 )
-from aegis_actors.buckets import Buckets
-from aegis_actors.configuration.binding import ConfigBinding
-from aegis_actors.configuration.store import ConfigurationStore
-from aegis_actors.connection import connect
-from aegis_actors.eventloop import loop_name, run
-from aegis_actors.kv import KVBucket
-from aegis_actors.logs import LogFormat, configure_logging
-from aegis_actors.mgmt.actor import ManagementService
-from aegis_actors.mgmt.definitions import definitions_bucket_spec
-from aegis_actors.server import NatsServer
-from aegis_actors.subjects import Subjects
+from aegis_actors._buckets import Buckets
+from aegis_actors._configuration.store import ConfigurationStore
+from aegis_actors._eventloop import loop_name
+from aegis_actors._mgmt.definitions import definitions_bucket_spec
 from bench._report import ratio, table
 
 ROUNDS: Final = 3
@@ -272,9 +274,9 @@ UPDATES: Final = 300
 
 class _Bound(ServiceActor):
     service_name = "bench-bound"
-    config_binding = ConfigBinding("bench", "live")
+    configuration_binding = ConfigurationBinding("bench", "live")
 
-    async def on_config_changed(self, new: Any, old: Any) -> None:
+    async def on_configuration_changed(self, new: Any, old: Any) -> None:
         arrived: Callable[[int], None] = self.settings["arrived"]
         arrived(int(new["n"]))
 
@@ -328,7 +330,7 @@ async def config_latency() -> list[list[object]]:
         await nc.close()
     q = statistics.quantiles
     return [
-        [loop_name(), "config update -> on_config_changed", statistics.median(live),
+        [loop_name(), "config update -> on_configuration_changed", statistics.median(live),
          q(live, n=100)[98], "bare KV put -> watcher", statistics.median(bare),
          q(bare, n=100)[98], f"{statistics.median(live) / statistics.median(bare):.2f}x"],
     ]  # fmt: skip

@@ -20,15 +20,17 @@ from aegis_actors import (
     ActorSystem,
     ConnectionSettings,
     InstanceSettings,
-    Requester,
+    LogFormat,
+    NatsServer,
     ServiceActor,
+    Subjects,
+    configure_logging,
     rpc,
+    run,
     start_instance,
 )
-from aegis_actors.eventloop import run, uvloop_available
-from aegis_actors.logs import LogFormat, configure_logging
-from aegis_actors.server import NatsServer
-from aegis_actors.subjects import Subjects
+from aegis_actors._eventloop import uvloop_available
+from aegis_actors._requester import Requester
 from bench._load import Run, load, median_run
 from bench._report import ratio, table
 

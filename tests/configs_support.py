@@ -10,11 +10,16 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from aegis_actors import ActorSystem, InstanceSettings, RunningInstance, start_instance
-from aegis_actors.mgmt.actor import ManagementService
-from aegis_actors.mgmt.client import ManagementClient
-from aegis_actors.subjects import Subjects
-from aegis_actors.wire import ERROR_CODE_HEADER, ERROR_HEADER
+from aegis_actors import (
+    ActorSystem,
+    InstanceSettings,
+    ManagementClient,
+    ManagementService,
+    RunningInstance,
+    Subjects,
+    start_instance,
+)
+from aegis_actors._wire import ERROR_CODE_HEADER, ERROR_HEADER
 
 VERBS = [
     ("apps", "create"),
@@ -54,7 +59,7 @@ class Api:
         reply = json.loads(msg.data)
         headers = dict(msg.headers or {})
         if not reply["ok"]:
-            # Every error carries the NATS micro headers, as SPEC section 5 asks.
+            # Every error carries the NATS micro headers (docs/reference/errors.md).
             assert headers[ERROR_CODE_HEADER] == str(reply["status"])
             assert headers[ERROR_HEADER] == " ".join(reply["error"]["message"].split())
         return reply, headers

@@ -8,7 +8,7 @@ import pytest
 
 from aegis_actors import ConnectionSettings, HeartbeatSettings, InstanceSettings
 
-pytest_plugins = ["aegis_actors.testing"]
+pytest_plugins = ["aegis_actors.testing", "pytester"]
 
 
 @pytest.fixture

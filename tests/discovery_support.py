@@ -23,22 +23,22 @@ from aegis_actors import (
     HeartbeatSettings,
     InstanceSettings,
     InstanceStatus,
+    KVBucket,
     RunningInstance,
     ServiceActor,
     ServiceError,
     ServiceInstance,
+    Subjects,
     current_request,
     rpc,
     start_instance,
 )
-from aegis_actors.buckets import Buckets, instance_key
-from aegis_actors.discovery.cache import DiscoveryCacheActor
-from aegis_actors.discovery.caller import Caller
-from aegis_actors.discovery.snapshot import DiscoveryCache
-from aegis_actors.kv import KVBucket
-from aegis_actors.models import utc_now
-from aegis_actors.registry.store import registry_bucket_spec
-from aegis_actors.subjects import Subjects
+from aegis_actors._buckets import Buckets, instance_key
+from aegis_actors._discovery.cache import DiscoveryCacheActor
+from aegis_actors._discovery.caller import Caller
+from aegis_actors._discovery.snapshot import DiscoveryCache
+from aegis_actors._models import utc_now
+from aegis_actors._registry.store import registry_bucket_spec
 
 VICTIM_SCRIPT = Path(__file__).with_name("instance_process.py")
 

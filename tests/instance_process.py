@@ -19,11 +19,12 @@ from aegis_actors import (
     HeartbeatSettings,
     InstanceSettings,
     LeadershipSettings,
+    LogFormat,
     ServiceActor,
+    configure_logging,
     rpc,
     start_instance,
 )
-from aegis_actors.logs import LogFormat, configure_logging
 
 
 class Victim(ServiceActor):

@@ -14,7 +14,7 @@ import anyio
 import nkeys
 from nats.aio.client import Client as NatsClient
 
-from aegis_actors.denials import Violation, denials_of
+from aegis_actors._denials import Violation, denials_of
 
 _LIMITS: dict[str, Any] = {
     "subs": -1, "conn": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
@@ -106,7 +106,7 @@ class Refusals:
 
     def __init__(self, client: NatsClient) -> None:
         denials = denials_of(client)
-        assert denials is not None, "connect with aegis_actors.connection.connect()"
+        assert denials is not None, "connect with aegis_actors._connection.connect()"
         self.seen: list[Violation] = []
         self._changed = anyio.Event()
         denials.listen(self._on)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from aegis_actors import ServiceActor, rpc
-from aegis_actors.auth import (
+from aegis_actors import ConnectionSettings, InstanceSettings, ServiceActor, Subjects, event, rpc
+from aegis_actors._auth import (
     Credential,
     ServiceGrants,
     admin_role,
@@ -18,13 +18,11 @@ from aegis_actors.auth import (
     service_role,
     viewer_role,
 )
-from aegis_actors.configfile import load_config
-from aegis_actors.connection import ConnectionSettings, redact
-from aegis_actors.denials import Violation, parse_violation
-from aegis_actors.endpoints import event
-from aegis_actors.instance import InstanceSettings
-from aegis_actors.mgmt.actor import VERBS
-from aegis_actors.subjects import Subjects, matcher, subject_matches
+from aegis_actors._config_file import load_config
+from aegis_actors._connection import redact
+from aegis_actors._denials import Violation, parse_violation
+from aegis_actors._mgmt.actor import VERBS
+from aegis_actors._subjects import matcher, subject_matches
 from tests.secure_support import nkey_seed
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aegis_actors.backoff import Backoff, add_restart
+from aegis_actors._backoff import Backoff, add_restart
 
 
 class TestBackoff:

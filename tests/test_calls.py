@@ -22,18 +22,21 @@ from aegis_actors import (
     DiscoveryMode,
     DiscoverySettings,
     HeartbeatSettings,
+    KVBucket,
+    NatsCluster,
+    NatsServer,
     ServiceError,
+    Subjects,
     WhichChildren,
+    connect,
+    rpc,
 )
-from aegis_actors.buckets import Buckets, instance_key
-from aegis_actors.connection import connect
-from aegis_actors.discovery.snapshot import DiscoveryCache
-from aegis_actors.kv import KVBucket
-from aegis_actors.registry.store import registry_bucket_spec
-from aegis_actors.server import NatsCluster, NatsServer
-from aegis_actors.service import standby_refusal
-from aegis_actors.subjects import Subjects
+from aegis_actors._buckets import Buckets, instance_key
+from aegis_actors._discovery.snapshot import DiscoveryCache
+from aegis_actors._dispatch import standby_refusal
+from aegis_actors._registry.store import registry_bucket_spec
 from tests.discovery_support import (
+    Echo,
     Front,
     instance_settings,
     register_ghost,
@@ -45,6 +48,15 @@ from tests.discovery_support import (
 from tests.probes import Journal
 
 pytestmark = pytest.mark.nats
+
+
+class DeclaredEcho(Echo):
+    """`echo`, with a method it declares idempotent (callers may retry it after a timeout)."""
+
+    @rpc(max_concurrency=64, idempotent=True)
+    async def stall_declared(self) -> str:
+        """The first call in the fleet hangs past its deadline; later ones answer."""
+        return await self.stall_once()
 
 
 @asynccontextmanager
@@ -327,6 +339,22 @@ class TestRetries:
             assert "echo.stall_once did not answer within 0.3 s" in info.value.message
             shared.clear()
             answer = await c.call("echo", "stall_once", timeout=2.0, idempotent=True)
+            stats = c.statistics()
+        assert shared["stalls"] == 2
+        assert answer != shared["stalled"]  # the retry went to the other instance
+        assert stats.retries == 1
+
+    async def test_a_timeout_is_retried_when_every_instance_declares_the_method_idempotent(
+        self, nats_url: str, namespace: str
+    ) -> None:
+        shared: dict[str, Any] = {}
+        async with ActorSystem() as system, client(nats_url, namespace) as c:
+            settings = instance_settings(nats_url, namespace, shared)
+            await start_fleet(system, 2, settings, service=DeclaredEcho)
+            await c.wait_for_instances("echo", 2)
+            view = cache_of(c).snapshot["echo"]
+            assert view.idempotent == {"stall_declared"}
+            answer = await c.call("echo", "stall_declared", timeout=2.0)
             stats = c.statistics()
         assert shared["stalls"] == 2
         assert answer != shared["stalled"]  # the retry went to the other instance

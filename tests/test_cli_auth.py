@@ -23,11 +23,11 @@ from aegis_actors import (
     ConnectionSettings,
     InstanceSettings,
     ManagementService,
+    NatsServer,
     start_instance,
 )
-from aegis_actors.auth import Credential, ServiceGrants, fleet_roles, render
+from aegis_actors._auth import Credential, ServiceGrants, fleet_roles, render
 from aegis_actors.cli import build_parser
-from aegis_actors.server import NatsServer
 from tests.secure_support import nkey_seed, operator_mode, secret
 
 pytestmark = pytest.mark.nats
@@ -237,8 +237,7 @@ class TestNoSecretIsPrinted:
         url = secured.url.replace("nats://", f"nats://aegis-mgmt:{password}@")
         config = tmp_path / "fleet.toml"
         config.write_text(
-            f'[nats]\nurl = "{url}"\n'
-            '[[services]]\nclass = "aegis_actors.mgmt.actor:ManagementService"\n'
+            f'[nats]\nurl = "{url}"\n[[services]]\nclass = "aegis_actors:ManagementService"\n'
         )
         command = [sys.executable, "-m", "aegis_actors", "--log-level", "debug", "run"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("AEGIS_")}

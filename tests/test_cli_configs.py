@@ -14,11 +14,10 @@ from typing import Any
 import anyio
 import pytest
 
-from aegis_actors import ActorSystem, InstanceSettings, start_instance
+from aegis_actors import ActorSystem, InstanceSettings, ManagementService, start_instance
+from aegis_actors._nats_server import free_port
 from aegis_actors.cli._client import UsageError
 from aegis_actors.cli.configs import parse_object
-from aegis_actors.mgmt.actor import ManagementService
-from aegis_actors.server import free_port
 from tests.cli_support import Cli
 
 pytestmark = pytest.mark.nats

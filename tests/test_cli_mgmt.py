@@ -12,9 +12,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import anyio
 import pytest
 
-from aegis_actors import ActorSystem, InstanceSettings, start_instance
-from aegis_actors.mgmt.actor import ManagementService
-from aegis_actors.server import free_port
+from aegis_actors import ActorSystem, InstanceSettings, ManagementService, start_instance
+from aegis_actors._nats_server import free_port
 from tests.cli_support import Cli
 
 pytestmark = pytest.mark.nats

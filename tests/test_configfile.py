@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from aegis_actors import ConfigError, Strategy
+from aegis_actors._config_file import ENV_OVERRIDES, load_config
+from aegis_actors._runtime import plan_fleet
 from aegis_actors.config_reference import BEGIN, END, reference
-from aegis_actors.configfile import ENV_OVERRIDES, load_config
-from aegis_actors.runtime import plan_fleet
 
 HELLO = '[[services]]\nclass = "tests.fleet_services:Hello"\n'
 
@@ -92,7 +92,7 @@ max_quantity = 7
         )
         plans = plan_fleet(load_config(path, environ={}))["hello"]
         assert [p.sticky_active_group for p in plans] == ["eu-1", "eu-1"]
-        assert plans[0].context().sticky_active_group == "eu-1"
+        assert plans[0].instance.sticky_active_group == "eu-1"
         leadership = plans[0].settings.leadership
         assert (leadership.ttl, leadership.interval, leadership.margin) == (5, 1.5, 1.0)
 

@@ -10,10 +10,11 @@ import pytest
 from nats.aio.client import Client
 
 from aegis_actors import ServiceError
-from aegis_actors.buckets import Buckets, application_name_key, configuration_name_key
-from aegis_actors.configuration.models import NameIndex
-from aegis_actors.configuration.store import HISTORY, ConfigurationStore
-from aegis_actors.models import utc_now
+from aegis_actors._buckets import Buckets, application_name_key, configuration_name_key
+from aegis_actors._configuration.models import NameIndex
+from aegis_actors._configuration.records import HISTORY
+from aegis_actors._configuration.store import ConfigurationStore
+from aegis_actors._models import utc_now
 
 pytestmark = pytest.mark.nats
 
@@ -218,7 +219,7 @@ class TestCrashes:
             store, configuration_name_key(app.id, "gone"), "01M83XVDVEFQP5XDGJGBVK8SV7", 60
         )
         # A delete that died after marking the record.
-        record, current = await store._application_record(app.id)
+        record, current = await store.application_record(app.id)
         marked = record.model_copy(
             update={"deleting": True, "updated_at": utc_now() - timedelta(seconds=60)}
         )

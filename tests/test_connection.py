@@ -12,17 +12,19 @@ import pytest
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from aegis_actors import Actor, ActorStartError, ActorSystem, NatsUnavailableError
-from aegis_actors.backoff import Backoff
-from aegis_actors.connection import (
-    ConnectionActor,
+from aegis_actors import (
+    Actor,
+    ActorStartError,
+    ActorSystem,
     ConnectionSettings,
-    GetStatus,
-    WatchConnection,
+    NatsCluster,
+    NatsServer,
+    NatsUnavailableError,
     connect,
-    next_server_to_try,
 )
-from aegis_actors.server import NatsCluster, NatsServer, free_port
+from aegis_actors._backoff import Backoff
+from aegis_actors._connection import ConnectionActor, GetStatus, WatchConnection, next_server_to_try
+from aegis_actors._nats_server import free_port
 
 pytestmark = pytest.mark.nats
 

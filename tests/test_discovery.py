@@ -19,24 +19,22 @@ from aegis_actors import (
     DiscoveryMode,
     DiscoverySettings,
     InstanceStatus,
-    KeyChanged,
     ServiceError,
     ServiceInstance,
-    WatchSynced,
-    WatchTopic,
 )
-from aegis_actors.buckets import Buckets, instance_key
-from aegis_actors.configfile import load_config
-from aegis_actors.discovery.cache import DiscoveryCacheActor
-from aegis_actors.discovery.snapshot import DiscoveryCache
-from aegis_actors.discovery.strategies import (
+from aegis_actors._buckets import Buckets, instance_key
+from aegis_actors._config_file import load_config
+from aegis_actors._discovery.cache import DiscoveryCacheActor
+from aegis_actors._discovery.snapshot import DiscoveryCache
+from aegis_actors._discovery.strategies import (
     LeastOutstanding,
     RandomPick,
     RoundRobin,
     Sticky,
     picker,
 )
-from aegis_actors.models import utc_now
+from aegis_actors._models import utc_now
+from aegis_actors._watch import KeyChanged, WatchSynced, WatchTopic
 from tests.discovery_support import instance_settings, register_ghost, start_fleet, ttl_cache
 
 IDS = ("a", "b", "c")

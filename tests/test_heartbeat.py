@@ -23,15 +23,15 @@ from aegis_actors import (
     HeartbeatSettings,
     InstanceSettings,
     InstanceStatus,
+    NatsServer,
     ServiceActor,
     ServiceInstance,
     WhichChildren,
     rpc,
     start_instance,
 )
-from aegis_actors.buckets import Buckets, instance_key
-from aegis_actors.context import HealthQuery
-from aegis_actors.server import NatsServer
+from aegis_actors._buckets import Buckets, instance_key
+from aegis_actors._registry.heartbeat import HealthQuery
 from tests.probes import Journal, watch_logs
 
 pytestmark = pytest.mark.nats
@@ -78,8 +78,8 @@ class RegistryWatch:
 
 @pytest.fixture
 async def registry(nats_client: Client, namespace: str) -> KeyValue:
-    from aegis_actors.kv import KVBucket
-    from aegis_actors.registry.store import registry_bucket_spec
+    from aegis_actors import KVBucket
+    from aegis_actors._registry.store import registry_bucket_spec
 
     await KVBucket.ensure(nats_client.jetstream(), registry_bucket_spec(Buckets(namespace)))
     return await nats_client.jetstream().key_value(Buckets(namespace).registry)
@@ -100,7 +100,7 @@ def fast(settings: InstanceSettings, **heartbeat: Any) -> InstanceSettings:
 
 
 class TestRegistration:
-    """The key appears with the SPEC's fields and a per-key TTL, and goes at a graceful stop."""
+    """The key appears with the record's fields and a per-key TTL, and goes at a graceful stop."""
 
     async def test_the_key_carries_the_record_and_its_ttl(
         self, instance_settings: InstanceSettings, nats_client: Client, namespace: str

@@ -6,7 +6,7 @@ import anyio
 import pytest
 from nats.aio.client import Client
 
-from aegis_actors.kv import BucketSpec, KVBucket
+from aegis_actors import BucketSpec, KVBucket
 
 pytestmark = pytest.mark.nats
 

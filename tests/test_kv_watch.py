@@ -15,24 +15,27 @@ from aegis_actors import (
     Actor,
     ActorRef,
     ActorSystem,
+    BucketSpec,
     ChildSpec,
-    ConnectionActor,
     ConnectionSettings,
+    KVBucket,
+    NatsServer,
+    Supervisor,
+    WhichChildren,
+    connect,
+)
+from aegis_actors._connection import ConnectionActor, ConnectionChanged
+from aegis_actors._watch import (
     GetWatchStatistics,
     KeyChanged,
     KeyRemoved,
     KVWatchActor,
-    Supervisor,
     WatchState,
     WatchStatistics,
     WatchSynced,
     WatchTopic,
-    WhichChildren,
 )
-from aegis_actors.connection import ConnectionChanged, connect
-from aegis_actors.kv import BucketSpec, KVBucket
-from aegis_actors.kv_watch import Operation, operation_of
-from aegis_actors.server import NatsServer
+from aegis_actors._watch.key_watch import Operation, operation_of
 from tests.probes import Journal
 
 pytestmark = pytest.mark.nats

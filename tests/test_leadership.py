@@ -1,4 +1,4 @@
-"""Sticky single-active services (SPEC section 9): one ACTIVE instance per group, fenced."""
+"""Sticky single-active services: one ACTIVE instance per group, fenced."""
 
 from __future__ import annotations
 
@@ -23,27 +23,27 @@ from aegis_actors import (
     HeartbeatSettings,
     InstanceSettings,
     InstanceStatus,
+    KVBucket,
     LeadershipSettings,
+    NatsServer,
     NoRespondersError,
     RunningInstance,
     ServiceActor,
     ServiceInstance,
     ServiceView,
+    Subjects,
     rpc,
     start_instance,
 )
-from aegis_actors.buckets import Buckets, leadership_key
-from aegis_actors.connection import barrier
-from aegis_actors.discovery.cache import _replaced_leaders
-from aegis_actors.discovery.snapshot import DiscoveryCache
-from aegis_actors.kv import KVBucket
-from aegis_actors.leadership.models import LeadershipRecord
-from aegis_actors.models import utc_now
-from aegis_actors.registry.store import registry_bucket_spec
-from aegis_actors.requester import Requester
-from aegis_actors.server import NatsServer
-from aegis_actors.subjects import Subjects
-from aegis_actors.wire import NOT_SERVED_HEADER
+from aegis_actors._buckets import Buckets, leadership_key
+from aegis_actors._connection import barrier
+from aegis_actors._discovery.cache import _replaced_leaders
+from aegis_actors._discovery.snapshot import DiscoveryCache
+from aegis_actors._leadership.models import LeadershipRecord
+from aegis_actors._models import utc_now
+from aegis_actors._registry.store import registry_bucket_spec
+from aegis_actors._requester import Requester
+from aegis_actors._wire import NOT_SERVED_HEADER
 from tests.discovery_support import Victims
 from tests.probes import Journal, LogJournal, watch_logs
 
@@ -363,8 +363,8 @@ class TestHandover:
                         )
                         assert actives(journal) == set()
                         await victims.kill(victim)
-                        # SPEC 9: within the TTL plus one heartbeat. Added: the
-                        # server's expiry tick (up to 0.27 s, NATS_FACTS) and 1 s
+                        # Within the TTL plus one heartbeat. Added: the server's
+                        # expiry tick (up to 0.27 s, measured) and 1 s
                         # for a busy 2-core machine.
                         bound = ttl + instance_settings.heartbeat.interval + 0.27 + 1.0
                         with anyio.fail_after(bound):

@@ -13,18 +13,19 @@ from pydantic import BaseModel, Field
 
 from aegis_actors import (
     ActorSystem,
+    ConfigurationBinding,
+    ConfigurationBindingSettings,
     InstanceSettings,
     ServiceActor,
+    StoreUnavailableError,
     WhichChildren,
     rpc,
     start_instance,
 )
-from aegis_actors.buckets import Buckets
-from aegis_actors.configuration.binding import ConfigBinding, ConfigBindingSettings
-from aegis_actors.configuration.live import ConfigActor
-from aegis_actors.configuration.store import ConfigurationStore
-from aegis_actors.errors import StoreUnavailableError
-from aegis_actors.watch import KeyChanged
+from aegis_actors._buckets import Buckets
+from aegis_actors._configuration.live import ConfigurationActor
+from aegis_actors._configuration.store import ConfigurationStore
+from aegis_actors._watch import KeyChanged
 from tests.probes import Journal, watch_logs
 
 pytestmark = pytest.mark.nats
@@ -36,7 +37,7 @@ class Limits(BaseModel):
 
 class Trader(ServiceActor):
     service_name = "trader"
-    config_binding = ConfigBinding("desk", "limits", Limits)
+    configuration_binding = ConfigurationBinding("desk", "limits", Limits)
 
     async def on_start(self) -> None:
         self.journal: Journal = self.settings["journal"]
@@ -46,7 +47,7 @@ class Trader(ServiceActor):
     def _quantity(value: Limits | None) -> int | None:
         return None if value is None else value.max_quantity
 
-    async def on_config_changed(self, new: Limits, old: Limits | None) -> None:
+    async def on_configuration_changed(self, new: Limits, old: Limits | None) -> None:
         self.journal.record("changed", self._quantity(old), self._quantity(new))
         await anyio.lowlevel.checkpoint()  # a second change must still wait its turn
         self.journal.record("done", self._quantity(new))
@@ -144,7 +145,7 @@ class TestLiveConfiguration:
                 await store.delete_configuration(config.id, None)
                 await logs.wait_event("configuration deleted; keeping its last value")
             reply = await nats_client.request(
-                running.plan.context().subjects.rpc("trader", "limit"), b"", timeout=5
+                running.plan.instance.subjects.rpc("trader", "limit"), b"", timeout=5
             )
             assert b'"data":7' in reply.data
             del system
@@ -171,9 +172,9 @@ class TestLiveConfiguration:
             app.id, "limits", "", {"max_quantity": 10}
         )
         failed: list[int] = []
-        changed = ConfigActor._changed
+        changed = ConfigurationActor._changed
 
-        async def times_out_once(actor: ConfigActor, entry: KeyChanged) -> None:
+        async def times_out_once(actor: ConfigurationActor, entry: KeyChanged) -> None:
             # The KV read of a change times out once: the actor crashes and
             # its supervisor restarts it, after the change was written.
             if entry.revision > revision and not failed:
@@ -181,7 +182,7 @@ class TestLiveConfiguration:
                 raise StoreUnavailableError("simulated KV timeout")
             await changed(actor, entry)
 
-        monkeypatch.setattr(ConfigActor, "_changed", times_out_once)
+        monkeypatch.setattr(ConfigurationActor, "_changed", times_out_once)
         journal = Journal()
         async with trader(instance_settings, journal):
             await store.update_configuration(config.id, revision, None, None, {"max_quantity": 20})
@@ -216,7 +217,9 @@ class TestLiveConfiguration:
         journal = Journal()
         options = instance_settings.model_copy(
             update={
-                "configuration": ConfigBindingSettings(application="other-desk", name="risk"),
+                "configuration": ConfigurationBindingSettings(
+                    application="other-desk", name="risk"
+                ),
                 "settings": {"journal": journal},
                 "registration": False,
             }

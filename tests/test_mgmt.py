@@ -1,4 +1,4 @@
-"""The management actor over real NATS: SPEC sections 5-7, bad input, races, outages."""
+"""The management actor over real NATS: replies, definitions, instances, bad input, races, outages."""
 
 from __future__ import annotations
 
@@ -17,19 +17,19 @@ from aegis_actors import (
     ActorSystem,
     ConnectionSettings,
     InstanceSettings,
+    ManagementClient,
+    ManagementService,
+    NatsServer,
     RunningInstance,
     ServiceActor,
     ServiceError,
+    Subjects,
+    connect,
     rpc,
     start_instance,
 )
-from aegis_actors.buckets import Buckets
-from aegis_actors.connection import connect
-from aegis_actors.mgmt.actor import ManagementService
-from aegis_actors.mgmt.client import ManagementClient
-from aegis_actors.server import NatsServer
-from aegis_actors.subjects import Subjects
-from aegis_actors.wire import ERROR_CODE_HEADER, ERROR_HEADER
+from aegis_actors._buckets import Buckets
+from aegis_actors._wire import ERROR_CODE_HEADER, ERROR_HEADER
 
 pytestmark = pytest.mark.nats
 

@@ -1,4 +1,4 @@
-"""`aegis.mgmt.apps.*` and `aegis.mgmt.configs.*` over real NATS: SPEC sections 5 and 10.
+"""`aegis.mgmt.apps.*` and `aegis.mgmt.configs.*` over real NATS: replies and the rules.
 
 The store's own guarantees (orphan repair, grace periods) are tested in
 `test_configuration_store.py`, bad input in `test_mgmt_configs_input.py`;
@@ -18,14 +18,19 @@ import pytest
 from nats.aio.client import Client
 from ulid import ULID
 
-from aegis_actors import ConnectionSettings, InstanceSettings, ServiceError
-from aegis_actors.buckets import Buckets, configuration_key
-from aegis_actors.configuration.models import MAX_CONFIG_BYTES
-from aegis_actors.configuration.store import HISTORY, ConfigurationStore
-from aegis_actors.connection import connect
-from aegis_actors.models import format_timestamp, utc_now
-from aegis_actors.server import NatsServer
-from aegis_actors.subjects import Subjects
+from aegis_actors import (
+    ConnectionSettings,
+    InstanceSettings,
+    NatsServer,
+    ServiceError,
+    Subjects,
+    connect,
+)
+from aegis_actors._buckets import Buckets, configuration_key
+from aegis_actors._configuration.models import MAX_CONFIG_BYTES
+from aegis_actors._configuration.records import HISTORY
+from aegis_actors._configuration.store import ConfigurationStore
+from aegis_actors._models import format_timestamp, utc_now
 from tests.configs_support import (
     NOBODY,
     VERBS,

@@ -20,14 +20,14 @@ from pydantic import TypeAdapter, ValidationError
 from ulid import ULID
 
 from aegis_actors import InstanceSettings, ServiceError
-from aegis_actors.configuration.models import MAX_CONFIG_BYTES
-from aegis_actors.configuration.requests import (
+from aegis_actors._configuration.models import MAX_CONFIG_BYTES
+from aegis_actors._configuration.requests import (
     CreateApplication,
     CreateConfiguration,
     GetApplication,
     GetConfiguration,
 )
-from aegis_actors.wire import ERROR_CODE_HEADER, from_validation_error
+from aegis_actors._wire import ERROR_CODE_HEADER, from_validation_error
 from tests.configs_support import (
     VERBS,
     error_of,

@@ -13,12 +13,10 @@ from hypothesis import strategies as st
 from nats.aio.client import Client
 from structlog.testing import capture_logs
 
-from aegis_actors.buckets import Buckets
-from aegis_actors.connection import ConnectionSettings, connect
-from aegis_actors.kv import BucketSpec, KVBucket
-from aegis_actors.mgmt.definitions import DefinitionStore, definitions_bucket_spec, encode
-from aegis_actors.mgmt.listing import DefinitionIndex
-from aegis_actors.mgmt.models import ServiceDefinition
+from aegis_actors import BucketSpec, ConnectionSettings, KVBucket, ServiceDefinition, connect
+from aegis_actors._buckets import Buckets
+from aegis_actors._mgmt.definitions import DefinitionStore, definitions_bucket_spec, encode
+from aegis_actors._mgmt.listing import DefinitionIndex
 
 pytestmark = pytest.mark.nats
 

@@ -1,4 +1,4 @@
-"""The rules of service definitions (SPEC section 6), as properties over generated input."""
+"""The rules of service definitions, as properties over generated input."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from aegis_actors.mgmt.models import (
+from aegis_actors import ServiceDefinition, ServiceError
+from aegis_actors._mgmt.models import (
     CreateService,
     DeleteService,
     GetInstance,
     ListServices,
-    ServiceDefinition,
     UpdateService,
 )
-from aegis_actors.subjects import service_of
-from aegis_actors.wire import ServiceError, from_validation_error
+from aegis_actors._subjects import service_of
+from aegis_actors._wire import from_validation_error
 
 NAME = re.compile(r"[a-z][a-z0-9-]{2,63}")
 VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")

@@ -11,20 +11,23 @@ from structlog.testing import capture_logs
 
 from aegis_actors import (
     ActorSystem,
+    BucketSpec,
     Client,
     ConnectionSettings,
+    Entry,
     HeartbeatSettings,
     InstanceStatus,
+    KVBucket,
+    NatsCluster,
     ServiceInstance,
+    StoreUnavailableError,
+    connect,
 )
-from aegis_actors.buckets import Buckets, instance_key
-from aegis_actors.configuration.store import config_bucket_spec
-from aegis_actors.connection import connect
-from aegis_actors.errors import StoreUnavailableError
-from aegis_actors.kv import CLUSTER_REPLICAS, BucketSpec, Entry, KVBucket
-from aegis_actors.mgmt.definitions import definitions_bucket_spec
-from aegis_actors.registry.store import registry_bucket_spec
-from aegis_actors.server import NatsCluster
+from aegis_actors._buckets import Buckets, instance_key
+from aegis_actors._configuration.records import configuration_bucket_spec
+from aegis_actors._kv import CLUSTER_REPLICAS
+from aegis_actors._mgmt.definitions import definitions_bucket_spec
+from aegis_actors._registry.store import registry_bucket_spec
 from tests.discovery_support import instance_settings, start_fleet
 
 pytestmark = pytest.mark.nats
@@ -35,7 +38,7 @@ def specs(namespace: str) -> list[BucketSpec]:
     return [
         registry_bucket_spec(buckets),
         definitions_bucket_spec(buckets),
-        config_bucket_spec(buckets),
+        configuration_bucket_spec(buckets),
     ]
 
 

@@ -7,7 +7,8 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from aegis_actors import NatsUnavailableError, NoRespondersError, Requester, RequestTimeoutError
+from aegis_actors import NatsUnavailableError, NoRespondersError, RequestTimeoutError
+from aegis_actors._requester import Requester
 
 pytestmark = pytest.mark.nats
 

@@ -18,9 +18,9 @@ import pytest
 from anyio.abc import Process
 from nats.aio.client import Client
 
-from aegis_actors.buckets import Buckets
-from aegis_actors.server import NatsServer, free_port
-from aegis_actors.subjects import Subjects
+from aegis_actors import NatsServer, Subjects
+from aegis_actors._buckets import Buckets
+from aegis_actors._nats_server import free_port
 
 pytestmark = pytest.mark.nats
 

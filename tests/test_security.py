@@ -22,26 +22,27 @@ from structlog.testing import capture_logs
 
 from aegis_actors import (
     ActorSystem,
+    Client,
+    ConfigurationBinding,
     ConnectionSettings,
+    DiscoveryMode,
+    DiscoverySettings,
     HeartbeatSettings,
     InstanceSettings,
+    KVBucket,
     LeadershipSettings,
     ManagementClient,
     ManagementService,
+    NatsServer,
     ServiceActor,
     ServiceError,
+    Subjects,
+    connect,
     rpc,
     start_instance,
 )
-from aegis_actors.auth import Credential, fleet_roles, grants_of, render
-from aegis_actors.buckets import Buckets, instance_key, kv_stream, kv_subject
-from aegis_actors.client import Client
-from aegis_actors.configuration.binding import ConfigBinding
-from aegis_actors.connection import connect
-from aegis_actors.discovery.settings import DiscoveryMode, DiscoverySettings
-from aegis_actors.kv import KVBucket
-from aegis_actors.server import NatsServer
-from aegis_actors.subjects import Subjects
+from aegis_actors._auth import Credential, fleet_roles, grants_of, render
+from aegis_actors._buckets import Buckets, instance_key, kv_stream, kv_subject
 from services.trading.order import OrderService
 from services.trading.pricing import PricingService
 from services.trading.risk import RiskService
@@ -75,7 +76,7 @@ class Desk(ServiceActor):
     """Follows a configuration: its role reads the configuration bucket."""
 
     service_name = "desk-service"
-    config_binding = ConfigBinding("desk", "limits", Limits)
+    configuration_binding = ConfigurationBinding("desk", "limits", Limits)
 
     @rpc
     async def limit(self) -> int | None:

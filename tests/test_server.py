@@ -14,8 +14,8 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 
-from aegis_actors import NatsServerError, PortInUseError
-from aegis_actors.server import NatsCluster, NatsServer, find_binary
+from aegis_actors import NatsCluster, NatsServer, NatsServerError, PortInUseError
+from aegis_actors._nats_server import find_binary
 
 pytestmark = pytest.mark.nats
 

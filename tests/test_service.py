@@ -16,13 +16,13 @@ from aegis_actors import (
     InstanceSettings,
     ServiceActor,
     ServiceError,
+    Subjects,
     current_request,
     event,
     rpc,
     start_instance,
 )
-from aegis_actors.subjects import Subjects
-from aegis_actors.wire import (
+from aegis_actors._wire import (
     DEADLINE_HEADER,
     ERROR_CODE_HEADER,
     ERROR_HEADER,
@@ -157,7 +157,7 @@ class TestRoundTrip:
 
 
 class TestBadRequests:
-    """Bad input gets the SPEC's error reply and never crashes the actor."""
+    """Bad input gets an error reply (docs/reference/errors.md) and never crashes the actor."""
 
     @pytest.mark.parametrize(
         ("body", "status", "code", "field"),

@@ -14,12 +14,13 @@ from aegis_actors import (
     ActorStartError,
     ActorSystem,
     InstanceSettings,
+    Reply,
     ServiceActor,
+    Subjects,
     rpc,
     start_instance,
 )
-from aegis_actors.subjects import Subjects
-from aegis_actors.wire import ERROR_CODE_HEADER, Reply
+from aegis_actors._wire import ERROR_CODE_HEADER
 from tests.probes import Journal
 
 pytestmark = pytest.mark.nats
@@ -167,7 +168,7 @@ class TestExtraSubjects:
 
 
 class TestReply:
-    """A Reply carries a 2xx status and a revision into the SPEC envelope."""
+    """A Reply carries a 2xx status and a revision into the reply envelope."""
 
     def test_encodes_status_data_and_revision(self) -> None:
         assert Reply({"a": 1}, status=201, revision=3).encode() == (

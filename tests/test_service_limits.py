@@ -21,13 +21,13 @@ from aegis_actors import (
     InstanceSettings,
     ServiceActor,
     ServiceError,
+    Subjects,
+    WireModel,
     rpc,
     start_instance,
 )
-from aegis_actors.instance import ServiceOptions
-from aegis_actors.models import WireModel
-from aegis_actors.subjects import Subjects
-from aegis_actors.wire import ERROR_HEADER, MAX_ERROR_HEADER, MAX_PROBLEMS, error_reply
+from aegis_actors import ServiceSettings as ServiceOptions
+from aegis_actors._wire import ERROR_HEADER, MAX_ERROR_HEADER, MAX_PROBLEMS, error_reply
 
 pytestmark = pytest.mark.nats
 

@@ -9,8 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from aegis_actors import ActorSystem, InstanceSettings, ServiceError, start_instance
-from aegis_actors.client import Client
+from aegis_actors import ActorSystem, Client, InstanceSettings, ServiceError, start_instance
 from services.trading.order import OrderService
 from services.trading.pricing import PricingService
 from services.trading.risk import RiskService

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aegis_actors.subjects import (
+from aegis_actors._subjects import (
     check_method_name,
     check_namespace,
     check_service_name,

@@ -10,10 +10,10 @@ from structlog.testing import capture_logs
 
 from aegis_actors import (
     Actor,
+    ActorRef,
     ActorStartError,
     ActorSystem,
     AutoShutdown,
-    Backoff,
     ChildSpec,
     ChildSpecError,
     Restart,
@@ -24,8 +24,8 @@ from aegis_actors import (
     TerminateChild,
     WhichChildren,
 )
-from aegis_actors.ref import ActorRef
-from aegis_actors.supervisor import Clock
+from aegis_actors._backoff import Backoff
+from aegis_actors._supervisor import Clock
 from tests.probes import Crash, Journal, probe
 
 NO_BACKOFF = Backoff(base=0.0, cap=0.0)

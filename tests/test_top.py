@@ -7,12 +7,11 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from rich.console import Console
 
-from aegis_actors import ActorSystem, InstanceSettings, ServiceActor, rpc, start_instance
-from aegis_actors.buckets import Buckets
-from aegis_actors.client import Client
-from aegis_actors.mgmt.definitions import DefinitionStore
-from aegis_actors.mgmt.models import CreateService
-from aegis_actors.top import FleetSampler, render
+from aegis_actors import ActorSystem, Client, InstanceSettings, ServiceActor, rpc, start_instance
+from aegis_actors._buckets import Buckets
+from aegis_actors._mgmt.definitions import DefinitionStore
+from aegis_actors._mgmt.models import CreateService
+from aegis_actors._top import FleetSampler, render
 
 pytestmark = pytest.mark.nats
 

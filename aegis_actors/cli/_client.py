@@ -29,15 +29,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from aegis_actors.configuration.requests import ApplicationPage, ConfigurationPage
-from aegis_actors.connection import NATS_ENV, ConnectionSettings, connect, redact, split_urls
-from aegis_actors.errors import NatsUnavailableError
-from aegis_actors.eventloop import run
-from aegis_actors.mgmt.client import DEFAULT_TIMEOUT, ManagementClient
-from aegis_actors.mgmt.models import DEFAULT_PAGE, MAX_PAGE, ServicePage
-from aegis_actors.models import format_timestamp, utc_now
-from aegis_actors.subjects import check_namespace
-from aegis_actors.wire import ErrorCode, ServiceError
+from aegis_actors._configuration.requests import ApplicationPage, ConfigurationPage
+from aegis_actors._connection import NATS_ENV, ConnectionSettings, connect, redact, split_urls
+from aegis_actors._errors import ErrorCode, NatsUnavailableError, ServiceError
+from aegis_actors._eventloop import run
+from aegis_actors._mgmt.client import DEFAULT_TIMEOUT, ManagementClient
+from aegis_actors._mgmt.models import ServicePage
+from aegis_actors._models import format_timestamp, utc_now
+from aegis_actors._pagination import DEFAULT_PAGE, MAX_PAGE
+from aegis_actors._subjects import check_namespace
 
 URL_ENV: Final = "AEGIS_NATS_URL"
 NAMESPACE_ENV: Final = "AEGIS_NAMESPACE"

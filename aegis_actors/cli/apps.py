@@ -14,6 +14,9 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from aegis_actors._configuration.models import Application, Configuration, is_ulid
+from aegis_actors._configuration.requests import ApplicationPage
+from aegis_actors._mgmt.client import Answer, ManagementClient
 from aegis_actors.cli._client import (
     Action,
     UsageError,
@@ -28,9 +31,6 @@ from aegis_actors.cli._client import (
     table,
     usage_error,
 )
-from aegis_actors.configuration.models import Application, Configuration, is_ulid
-from aegis_actors.configuration.requests import ApplicationPage
-from aegis_actors.mgmt.client import Answer, ManagementClient
 
 APP_HELP = "the application's id or name"
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aegis_actors.auth import (
+from aegis_actors._auth import (
     Credential,
     ServiceGrants,
     fleet_roles,
@@ -26,11 +26,11 @@ from aegis_actors.auth import (
     password_variable,
     render,
 )
+from aegis_actors._config_file import load_config
+from aegis_actors._connection import nkey_public_key
+from aegis_actors._errors import ConfigError
+from aegis_actors._subjects import check_service_name
 from aegis_actors.cli._client import EXIT_USAGE, namespace
-from aegis_actors.configfile import load_config
-from aegis_actors.connection import nkey_public_key
-from aegis_actors.errors import ConfigError
-from aegis_actors.subjects import check_service_name
 
 
 def register(commands: Any) -> None:

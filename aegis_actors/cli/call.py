@@ -8,6 +8,9 @@ from typing import Any
 
 from pydantic_core import from_json, to_json
 
+from aegis_actors._client import Client
+from aegis_actors._errors import AegisError, NatsUnavailableError, ServiceError
+from aegis_actors._eventloop import run
 from aegis_actors.cli._client import (
     EXIT_FAILED,
     EXIT_NO_NATS,
@@ -18,10 +21,6 @@ from aegis_actors.cli._client import (
     report_error,
     settings_or_exit,
 )
-from aegis_actors.client import Client
-from aegis_actors.errors import AegisError, NatsUnavailableError
-from aegis_actors.eventloop import run
-from aegis_actors.wire import ServiceError
 
 
 def register(commands: Any) -> None:

@@ -17,6 +17,9 @@ from typing import Any, NoReturn
 
 from rich.text import Text
 
+from aegis_actors._configuration.models import Configuration, is_ulid
+from aegis_actors._configuration.requests import ConfigurationHistoryPage, ConfigurationPage
+from aegis_actors._mgmt.client import Answer, ManagementClient
 from aegis_actors.cli._client import (
     UsageError,
     age,
@@ -30,9 +33,6 @@ from aegis_actors.cli._client import (
     table,
 )
 from aegis_actors.cli.apps import APP_HELP, application_id, checked, fields_table
-from aegis_actors.configuration.models import Configuration, is_ulid
-from aegis_actors.configuration.requests import ConfigurationHistoryPage, ConfigurationPage
-from aegis_actors.mgmt.client import Answer, ManagementClient
 
 
 def register(commands: Any) -> None:

@@ -8,10 +8,10 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from aegis_actors._mgmt.client import ManagementClient
+from aegis_actors._mgmt.models import InstanceList
+from aegis_actors._registry.models import InstanceStatus, ServiceInstance
 from aegis_actors.cli._client import age, client_options, console, execute, print_json, table
-from aegis_actors.mgmt.client import ManagementClient
-from aegis_actors.mgmt.models import InstanceList
-from aegis_actors.registry.models import InstanceStatus, ServiceInstance
 
 _STATUS_STYLE = {
     InstanceStatus.ACTIVE: "green",

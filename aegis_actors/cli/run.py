@@ -6,12 +6,12 @@ import argparse
 import sys
 from typing import Any
 
-from aegis_actors.configfile import ENV_OVERRIDES, load_config
-from aegis_actors.connection import redact
-from aegis_actors.errors import ConfigError
-from aegis_actors.eventloop import run as run_loop
-from aegis_actors.runtime import Fleet, run_fleet
-from aegis_actors.text import plural
+from aegis_actors._config_file import ENV_OVERRIDES, load_config
+from aegis_actors._connection import redact
+from aegis_actors._errors import ConfigError
+from aegis_actors._eventloop import run as run_loop
+from aegis_actors._runtime import Fleet, run_fleet
+from aegis_actors._text import plural
 
 
 def register(commands: Any) -> None:

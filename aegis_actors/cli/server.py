@@ -8,9 +8,9 @@ import sys
 import threading
 from typing import Any
 
+from aegis_actors._errors import NatsServerError, PortInUseError
+from aegis_actors._nats_server import NatsServer, auth_config
 from aegis_actors.cli._client import integer
-from aegis_actors.errors import NatsServerError, PortInUseError
-from aegis_actors.server import NatsServer, auth_config
 
 
 def register(commands: Any) -> None:

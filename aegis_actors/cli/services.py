@@ -8,6 +8,8 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from aegis_actors._mgmt.client import Answer, ManagementClient
+from aegis_actors._mgmt.models import ServiceDefinition, ServicePage
 from aegis_actors.cli._client import (
     client_options,
     console,
@@ -18,8 +20,6 @@ from aegis_actors.cli._client import (
     print_page,
     table,
 )
-from aegis_actors.mgmt.client import Answer, ManagementClient
-from aegis_actors.mgmt.models import ServiceDefinition, ServicePage
 
 
 def register(commands: Any) -> None:

@@ -9,9 +9,9 @@ import anyio
 from pydantic_core import to_json
 from rich.live import Live
 
+from aegis_actors._eventloop import run
+from aegis_actors._top import FleetSampler, render
 from aegis_actors.cli._client import client_options, connect_or_report, console, seconds
-from aegis_actors.eventloop import run
-from aegis_actors.top import FleetSampler, render
 
 
 def register(commands: Any) -> None:

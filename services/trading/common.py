@@ -22,7 +22,7 @@ class ShowcaseService(ServiceActor):
         return Health(
             service=self.service_name,
             instance_id=self.instance_id,
-            status=self.actor_instance.status.value,
+            status=self.instance_status.value,
         )
 
     @rpc(max_concurrency=32)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
-from aegis_actors.models import Timestamp, WireModel
+from aegis_actors import Timestamp, WireModel
 
 Symbol = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,8}$")]
 

@@ -25,14 +25,18 @@ from anyio.abc import Process
 from rich.console import Console
 from rich.table import Table
 
-from aegis_actors import ActorSystem, ServiceError
-from aegis_actors.client import Client
-from aegis_actors.configfile import EmbeddedServerConfig, LoadedConfig, load_config
-from aegis_actors.connection import connect
-from aegis_actors.eventloop import run
-from aegis_actors.logs import LogFormat, configure_logging
-from aegis_actors.mgmt.client import ManagementClient
-from aegis_actors.runtime import start_fleet, stop_fleet
+from aegis_actors import (
+    ActorSystem,
+    Client,
+    LogFormat,
+    ManagementClient,
+    ServiceError,
+    configure_logging,
+    connect,
+    run,
+)
+from aegis_actors._config_file import EmbeddedServerSettings, LoadedConfig, load_config
+from aegis_actors._runtime import start_fleet, stop_fleet
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 SHOWCASE: Final = ROOT / "config" / "showcase.toml"
@@ -191,14 +195,14 @@ async def tour(url: str, namespace: str = "") -> bool:
 
 
 def _settings(url: str) -> Any:
-    from aegis_actors.connection import ConnectionSettings
+    from aegis_actors import ConnectionSettings
 
     return ConnectionSettings(url=url, initial_connect_timeout=10.0)
 
 
 async def own_fleet(port: int) -> bool:
     config = load_config(SHOWCASE, environ={})
-    fleet = config.fleet.model_copy(update={"embedded": EmbeddedServerConfig(port=port)})
+    fleet = config.fleet.model_copy(update={"embedded": EmbeddedServerSettings(port=port)})
     config = LoadedConfig(config.path, fleet, config.services)
     step(f"Start the showcase fleet ({SHOWCASE.relative_to(ROOT)}) with an embedded nats-server")
     async with ActorSystem("showcase") as system:

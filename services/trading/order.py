@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from pydantic import BaseModel, Field
 from ulid import ULID
 
-from aegis_actors import ErrorCode, ServiceError, rpc
-from aegis_actors.kv import BucketSpec, KVBucket
-from aegis_actors.models import utc_now
+from aegis_actors import BucketSpec, ErrorCode, KVBucket, ServiceError, rpc
 from services.trading.common import ShowcaseService
 from services.trading.contracts import (
     Order,
@@ -40,7 +40,7 @@ class OrderService(ShowcaseService):
     async def on_start(self) -> None:
         self.config: OrderSettings = self.settings
         self.orders = await KVBucket.ensure(
-            self.actor_instance.js,
+            self.nats.jetstream(timeout=self.actor_instance.kv_timeout),
             BucketSpec(
                 name=self.actor_instance.buckets.named("orders"),
                 description="aegis showcase: orders placed through order-service",
@@ -80,7 +80,7 @@ class OrderService(ShowcaseService):
             price=price,
             status=OrderStatus.ACCEPTED if decision.approved else OrderStatus.REJECTED,
             reason=decision.reason,
-            created_at=utc_now(),
+            created_at=datetime.now(UTC),
         )
         await self.orders.create(order.id, order.model_dump_json().encode())
         if decision.approved:

@@ -6,12 +6,12 @@ import math
 import time
 import zlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from aegis_actors import ErrorCode, ServiceError, rpc
-from aegis_actors.models import utc_now
 from services.trading.common import ShowcaseService
 from services.trading.contracts import PriceRequest, PricesRequest, PriceUpdated, Quote
 
@@ -62,7 +62,7 @@ class PricingService(ShowcaseService):
         mid = reference * (1 + self.config.swing * math.sin(time.time() / 60 + phase))
         half = mid * self.config.spread / 2
         return Quote(
-            symbol=symbol, bid=round(mid - half, 4), ask=round(mid + half, 4), at=utc_now()
+            symbol=symbol, bid=round(mid - half, 4), ask=round(mid + half, 4), at=datetime.now(UTC)
         )
 
     @rpc(idempotent=True)

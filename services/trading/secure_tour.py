@@ -16,15 +16,21 @@ from typing import Final
 
 from rich.console import Console
 
-from aegis_actors import ActorSystem, Client, ServiceError
-from aegis_actors.auth import Credential, fleet_roles, grants_of, render
-from aegis_actors.buckets import Buckets, instance_key, kv_subject
+from aegis_actors import (
+    ActorSystem,
+    Client,
+    ConnectionSettings,
+    ManagementClient,
+    ServiceError,
+    connect,
+)
+from aegis_actors._auth import Credential, fleet_roles, grants_of, render
+from aegis_actors._buckets import Buckets, instance_key, kv_subject
+from aegis_actors._config_file import LoadedConfig, LoadedService, ServiceCredentials, load_config
+from aegis_actors._connection import barrier
+from aegis_actors._denials import Violation, denials_of
+from aegis_actors._runtime import start_fleet, stop_fleet
 from aegis_actors.cli.auth import nkey_user
-from aegis_actors.configfile import LoadedConfig, LoadedService, ServiceCredentials, load_config
-from aegis_actors.connection import ConnectionSettings, barrier, connect
-from aegis_actors.denials import Violation, denials_of
-from aegis_actors.mgmt.client import ManagementClient
-from aegis_actors.runtime import start_fleet, stop_fleet
 
 SECURE: Final = Path(__file__).resolve().parents[2] / "config" / "secure.toml"
 

@@ -1,6 +1,0 @@
-"""Sticky single-active services (SPEC section 9): one ACTIVE instance per group.
-
-`models` (the settings, the key's value, what the service is told), `actor`
-(the `LeadershipActor` that takes, renews and releases the key), `tree` (its
-place in the instance tree). The public names are re-exported by `aegis_actors`.
-"""
