@@ -34,8 +34,11 @@ from aegis_actors import (
     ManagementClient,
     ManagementService,
     NatsServer,
+    PermissionDeniedError,
     ServiceActor,
     ServiceError,
+    StorePermissionError,
+    StoreUnavailableError,
     Subjects,
     connect,
     rpc,
@@ -234,6 +237,22 @@ class TestRefusedAtOnce:
         assert info.value.code == "PERMISSION_DENIED"
         assert info.value.details["operation"] == "subscribe"
         assert info.value.details["subject"].startswith("_INBOX.")
+
+    async def test_a_bucket_the_role_may_not_read_fails_at_once_as_a_store_error(
+        self, secured: NatsServer
+    ) -> None:
+        client = await connect(as_user(secured, "client"))
+        try:
+            js = client.jetstream(timeout=30.0)
+            with pytest.raises(StorePermissionError) as info:
+                await KVBucket(js, BUCKETS.definitions).get("order-service")
+        finally:
+            await client.close()
+        error = info.value
+        assert isinstance(error, StoreUnavailableError)  # retried like an unreachable store
+        assert isinstance(error, PermissionDeniedError)
+        assert error.subject.lower().startswith("$js.api.direct.get.kv_sec-service-definitions")
+        assert error.user == "user client"
 
 
 class TestRegistryAuthenticity:
