@@ -9,7 +9,6 @@ from aegis_actors._ref import ActorRef
 from aegis_actors._subjects import Subjects
 from aegis_actors._transport import NatsClient
 from aegis_actors._watch import WatchTopic
-from aegis_actors._web.access import Violations
 
 
 @dataclass(eq=False)
@@ -19,7 +18,6 @@ class WebContext:
     subjects: Subjects
     buckets: Buckets
     stats_interval: float
-    violations: Violations = field(default_factory=Violations)
     client: NatsClient | None = None
     """Set by the connection actor once connected."""
     connection_actor: ActorRef | None = None

@@ -28,6 +28,7 @@ page open the monitor sends nothing at all.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -39,6 +40,7 @@ from pydantic_core import to_json
 from aegis_actors._actor import Actor
 from aegis_actors._buckets import instance_key, parse_instance_key
 from aegis_actors._connection import ConnectionChanged, WatchConnection
+from aegis_actors._denials import Violation, denials_of
 from aegis_actors._mgmt.models import ServiceDefinition
 from aegis_actors._registry.models import ServiceInstance
 from aegis_actors._watch import KeyChanged, KeyRemoved, Removal, WatchState, WatchSynced
@@ -107,9 +109,20 @@ class FleetActor(Actor):
         self._followers: list[MemoryObjectSendStream[bytes]] = []
         self._sampling = False
         self._tick_due = False
+        self._stop_listening: Callable[[], None] | None = None
 
     async def on_start(self) -> None:
         self.ctx.fleet = self.actor_ref
+        denials = denials_of(self.ctx.client) if self.ctx.client is not None else None
+        if denials is not None:  # a write refused despite the check: read-only from now on
+            ref = self.actor_ref
+
+            def refused(violation: Violation) -> bool:
+                if violation.operation == "publish":
+                    ref.tell_nowait(Denied(violation.subject))
+                return False  # the request's own caller is told by its guard
+
+            self._stop_listening = denials.listen(refused)
         await self.ctx.registry.subscribe(self.actor_ref)
         await self.ctx.definitions.subscribe(self.actor_ref)
         if self.ctx.connection_actor is not None:
@@ -117,6 +130,8 @@ class FleetActor(Actor):
         await self._check_access()
 
     async def on_stop(self) -> None:
+        if self._stop_listening is not None:
+            self._stop_listening()
         followers, self._followers = self._followers, []
         for stream in followers:
             stream.close()

@@ -2,7 +2,7 @@
 
 ```
 web-{8 hex}         Supervisor (one_for_one, auto_shutdown=any_significant)
-├── connection      ConnectionActor (significant); its error hook reports permission violations
+├── connection      ConnectionActor (significant)
 ├── registry-watch  KVWatchActor on the registry's instance keys
 ├── definitions-watch  KVWatchActor on the service definitions
 ├── probe           ProbeActor: $SRV.STATS samples, write access
@@ -41,7 +41,7 @@ from aegis_actors._system import ActorSystem
 from aegis_actors._watch import KVWatchActor, WatchTopic
 from aegis_actors._web.app import build_app
 from aegis_actors._web.context import WebContext
-from aegis_actors._web.fleet import Denied, FleetActor
+from aegis_actors._web.fleet import FleetActor
 from aegis_actors._web.probe import ProbeActor
 from aegis_actors._web.settings import WebSettings
 
@@ -108,11 +108,6 @@ def web_tree(
     ctx = WebContext(Subjects(namespace), Buckets(namespace), settings.stats_interval)
     name = f"web-{secrets.token_hex(4)}"
 
-    async def on_error(error: Exception) -> None:
-        subject = ctx.violations.report(error)
-        if subject is not None and ctx.fleet is not None:
-            ctx.fleet.tell_nowait(Denied(subject))
-
     def watch(child: str, spec: BucketSpec, keys: str, topic: WatchTopic) -> ChildSpec:
         def make() -> Actor:
             return KVWatchActor(
@@ -134,7 +129,7 @@ def web_tree(
             [
                 ChildSpec(
                     "connection",
-                    lambda: ConnectionActor(nats, on_connected=ctx.connected, on_error=on_error),
+                    lambda: ConnectionActor(nats, on_connected=ctx.connected),
                     restart=Restart.TEMPORARY,
                     significant=True,
                     shutdown=nats.drain_timeout + 1.0,

@@ -188,7 +188,7 @@ class ProbeActor(Actor):
             found = {str(a.get("id", "")): totals(a) for a in answers}
             await message.reply_to.tell(FleetSampled(time.time(), found))
         elif isinstance(message, CheckAccess):
-            access = await ask_write_access(self.client, self.ctx.subjects, self.ctx.violations)
+            access = await ask_write_access(self.client, self.ctx.subjects)
             await message.reply_to.tell(AccessChecked(access))
         else:
             return await super().on_receive(message)

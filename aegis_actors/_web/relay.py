@@ -8,9 +8,9 @@ answer goes back as the envelope the API sent, with its status as the HTTP
 status.
 
 A write the server refuses (the credentials may not publish there) is answered
-at once with 403 `PERMISSION_DENIED` instead of waiting for the request's
-timeout (the monitor's error hook also tells the fleet view, which marks the
-resource read-only for every page).
+at once with 403 `PERMISSION_DENIED` by the management client (`_denials`),
+and the fleet view, listening to the same violations, marks the resource
+read-only for every page.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-import anyio
 from pydantic_core import from_json, to_json
 
 from aegis_actors._errors import ErrorCode, ServiceError
@@ -79,31 +78,8 @@ class Relay:
         mgmt = ManagementClient(
             self.ctx.connection, namespace=self.ctx.subjects.namespace, timeout=self.timeout
         )
-        subject = self.ctx.subjects.mgmt(resource, verb)
-        result: Relayed | None = None
-        with self.ctx.violations.watching(subject) as refused:
-            async with anyio.create_task_group() as tg:
-
-                async def request() -> None:
-                    nonlocal result
-                    try:
-                        answer = await mgmt.request(resource, verb, to_json(body))
-                        result = Relayed(answer.status, answer.raw)
-                    except ServiceError as exc:
-                        result = Relayed(exc.status, error_reply(exc)[0])
-                    tg.cancel_scope.cancel()
-
-                async def denied() -> None:
-                    nonlocal result
-                    await refused.wait()
-                    result = refusal(
-                        ErrorCode.PERMISSION_DENIED,
-                        f"the monitor's NATS credentials may not publish to {subject}",
-                        subject=subject,
-                    )
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(request)
-                tg.start_soon(denied)
-        assert result is not None
-        return result
+        try:
+            answer = await mgmt.request(resource, verb, to_json(body))
+        except ServiceError as exc:  # the API's error reply, or 403/503/504 from the client
+            return Relayed(exc.status, error_reply(exc)[0])
+        return Relayed(answer.status, answer.raw)
