@@ -10,7 +10,15 @@ import anyio
 import pytest
 import pytest_asyncio
 
-from aegis_actors import ServiceError, start_instance
+from aegis_actors import (
+    ActorSystem,
+    InstanceSettings,
+    ManagementService,
+    NatsServer,
+    ServiceError,
+    start_instance,
+)
+from aegis_actors._auth import Credential, fleet_roles, grants_of, render
 from aegis_actors._client import Client
 from aegis_actors._connection import ConnectionSettings, connect
 from aegis_actors._mgmt.client import ManagementClient
@@ -294,3 +302,37 @@ class TestGuards:
             assert response.status == 400
         async with http.get(fleet.admin.url + "api/stats/instances/quote-xyz") as response:
             assert response.status == 400
+
+
+class TestAegisAuthRoles:
+    """With the roles `aegis auth` writes, the viewer's monitor shows the fleet, read-only."""
+
+    async def test_the_viewer_role_sees_the_fleet_and_may_write_nothing(self) -> None:
+        roles = fleet_roles([grants_of(ManagementService), grants_of(Quote)])
+        credentials = {r.name: Credential(password=f"{r.user}-secret") for r in roles}
+        users = {r.name: (r.user, f"{r.user}-secret") for r in roles}
+        with NatsServer(extra_config=render(roles, credentials)) as server:
+
+            def settings(role: str) -> InstanceSettings:
+                url = user_url(server.url, users[role])
+                return InstanceSettings(nats=ConnectionSettings(url=url))
+
+            viewer = ConnectionSettings(url=user_url(server.url, users["viewer"]))
+            async with ActorSystem("roles") as system:
+                # The services' own credentials make their buckets (a viewer only reads).
+                await start_instance(system, ManagementService, settings("service:aegis-mgmt"))
+                quote = await start_instance(system, Quote, settings("service:quote"))
+                async with (
+                    open_monitor(viewer, WebSettings(port=0)) as monitor,
+                    aiohttp.ClientSession() as http,
+                    http.get(monitor.url + "api/events") as response,
+                ):
+                    events = EventReader(response)
+                    snapshot = await events.until("snapshot")
+                    access = snapshot["access"]
+                    if not access["known"]:
+                        with anyio.fail_after(10):
+                            access = await events.until("access", lambda a: a["known"])
+        assert quote.instance_id in {r["instanceId"] for r in snapshot["instances"]}
+        assert snapshot["status"] == {"connected": True, "synced": True}
+        assert access["resources"] == {"services": False, "apps": False, "configs": False}

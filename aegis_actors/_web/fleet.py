@@ -246,7 +246,9 @@ class FleetActor(Actor):
             self._push("status", self._status())
 
     def _status(self) -> dict[str, bool]:
-        return {"connected": self._connected, "synced": all(self._synced.values())}
+        # The registry alone: the definitions bucket may not exist yet, and a
+        # viewer may not create it (its watch retries until the bucket appears).
+        return {"connected": self._connected, "synced": self._synced[self.ctx.buckets.registry]}
 
     # -- pages --------------------------------------------------------------------------
 
