@@ -68,6 +68,9 @@ from aegis_actors._settings import InstanceSettings, ServiceSettings
 from aegis_actors._subjects import Subjects
 from aegis_actors._supervisor import Supervisor
 from aegis_actors._system import ActorSystem, SystemStatistics
+from aegis_actors._telemetry.metrics import Counter, Gauge, Histogram, enable_metrics, serve_metrics
+from aegis_actors._telemetry.settings import MetricsSettings, TracingSettings
+from aegis_actors._telemetry.setup import disable_tracing, enable_tracing
 from aegis_actors._version import __version__
 from aegis_actors._wire import Reply
 
@@ -93,13 +96,16 @@ __all__ = [
     "ConfigurationBinding",
     "ConfigurationBindingSettings",
     "ConnectionSettings",
+    "Counter",
     "DiscoveryMode",
     "DiscoverySettings",
     "DiscoveryStatistics",
     "Entry",
     "ErrorCode",
     "Failure",
+    "Gauge",
     "HeartbeatSettings",
+    "Histogram",
     "Instance",
     "InstanceCallStatistics",
     "InstanceSettings",
@@ -112,6 +118,7 @@ __all__ = [
     "MailboxFullError",
     "ManagementClient",
     "ManagementService",
+    "MetricsSettings",
     "NatsCluster",
     "NatsServer",
     "NatsServerError",
@@ -144,6 +151,7 @@ __all__ = [
     "Terminated",
     "Timestamp",
     "TlsSettings",
+    "TracingSettings",
     "TransportError",
     "WhichChildren",
     "WireModel",
@@ -151,8 +159,12 @@ __all__ = [
     "configure_logging",
     "connect",
     "current_request",
+    "disable_tracing",
+    "enable_metrics",
+    "enable_tracing",
     "event",
     "rpc",
     "run",
+    "serve_metrics",
     "start_instance",
 ]

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 from anyio.abc import TaskGroup
@@ -36,10 +36,10 @@ from aegis_actors._discovery.caller import Caller
 from aegis_actors._dispatch import (
     Dispatcher,
     Request,
-    RequestContext,
     Served,
     Unrouted,
     _current_request,
+    request_context,
 )
 from aegis_actors._endpoints import EventHandler, endpoints_of
 from aegis_actors._instance import Instance
@@ -49,10 +49,19 @@ from aegis_actors._ref import ActorRef
 from aegis_actors._registry.heartbeat import BeatNow, HealthQuery
 from aegis_actors._registry.models import InstanceStatus
 from aegis_actors._subjects import matcher, queue_group
+from aegis_actors._telemetry import tracked
+from aegis_actors._telemetry.context import LOG_METHOD, LOG_TRACE_ID, TraceContext
+from aegis_actors._telemetry.state import TELEMETRY
 from aegis_actors._transport import Msg, NatsClient, Subscription, close_subscriptions
 from aegis_actors._wire import (
     non_json_number,
 )
+
+if TYPE_CHECKING:
+    from aegis_actors._telemetry.otel import Handling, Tracing
+
+#: The `messaging.system` of spans (the `otel` module's, not imported here).
+MESSAGING_SYSTEM: Final = "nats"
 
 #: Messages the NATS client may hold for a subscription while the mailbox is
 #: full; past it the client drops them (slow consumer) instead of growing.
@@ -122,6 +131,8 @@ class RequestServer:
         self._seen = BoundValue()
         self._stack = AsyncExitStack()
         self._tg: TaskGroup | None = None
+        self.published: dict[str, int] = {}
+        """Events published by the service, by subject (`/metrics`)."""
 
     @property
     def nats(self) -> NatsClient:
@@ -132,7 +143,12 @@ class RequestServer:
     async def prepare(self) -> None:
         """Build routes, limits and `$SRV` answers; read the configuration (before `on_start`)."""
         service, instance, dispatcher = self.service, self.instance, self.dispatcher
-        dispatcher.configure(instance.subjects, queue_group(service.service_name))
+        dispatcher.configure(
+            instance.subjects, queue_group(service.service_name), instance.instance_id
+        )
+        caller = self.wiring.caller
+        caller.owner, caller.instance_id = service.service_name, instance.instance_id
+        tracked.SERVERS[instance.instance_id] = self
         status = self.wiring.status
         self._micro = MicroResponder(
             name=service.service_name,
@@ -178,8 +194,14 @@ class RequestServer:
             # Changed while we started, before the configuration actor could tell us.
             ref.send_system(ConfigurationChanged(now.value, self.configuration, now.revision))
 
+    def _untrack(self) -> None:
+        """Leave `/metrics` (a restarted service's new server may have replaced us)."""
+        if tracked.SERVERS.get(self.instance.instance_id) is self:
+            del tracked.SERVERS[self.instance.instance_id]
+
     async def abort(self) -> None:
         """Undo `prepare` and `open` after a failed start."""
+        self._untrack()
         await close_subscriptions(self._take_subscriptions())
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
@@ -190,6 +212,7 @@ class RequestServer:
         wiring, service = self.wiring, self.service
         wiring.service.set(None)
         wiring.serving.set(False)
+        self._untrack()
         try:
             if self._micro is not None:
                 await self._micro.stop()
@@ -413,13 +436,47 @@ class RequestServer:
                 error=str(exc.errors(include_url=False)[0]["msg"]),
             )
             return
-        context = RequestContext(event.subject, subject, event.headers, None)
+        method = handler.func.__name__
+        tracing = TELEMETRY.tracing
+        context, span = request_context(
+            event.subject,
+            method,
+            event.headers,
+            None,
+            None if tracing is None else partial(self._span, tracing, event, subject),
+        )
         token = _current_request.set(context)
+        logged = LOG_TRACE_ID.set(context.trace_id), LOG_METHOD.set(method)
+        code = None
         try:
             await handler.func(service, *(() if handler.payload is None else (payload,)))
-        except Exception:
+        except Exception as exc:
+            code = type(exc).__name__
             service.actor_log.exception(
                 "event handler failed", subject=subject, trace_id=context.trace_id
             )
         finally:
+            LOG_METHOD.reset(logged[1])
+            LOG_TRACE_ID.reset(logged[0])
             _current_request.reset(token)
+            if span is not None:
+                span.detach()
+                span.end(None, code)
+
+    def _span(
+        self, tracing: Tracing, event: _Event, subject: str, parent: TraceContext | None
+    ) -> Handling:
+        """The CONSUMER span of an event's handler, a child of the publisher's span."""
+        service = self.service.service_name
+        attributes: dict[str, Any] = {
+            "messaging.system": MESSAGING_SYSTEM,
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.destination.name": subject,
+            "messaging.message.body.size": len(event.data),
+            "aegis.instance.id": self.instance.instance_id,
+            "aegis.handler": event.handler.func.__name__,
+        }
+        if not event.handler.broadcast:
+            attributes["messaging.consumer.group.name"] = queue_group(service)
+        return tracing.handle(service, f"process {subject}", parent, attributes, event=True)

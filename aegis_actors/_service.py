@@ -55,8 +55,10 @@ from aegis_actors._subjects import (
     check_sticky_active_group,
     subject_matches,
 )
+from aegis_actors._telemetry.context import headers_for, new_root
+from aegis_actors._telemetry.state import TELEMETRY
 from aegis_actors._transport import NatsClient
-from aegis_actors._wire import DEFAULT_MAX_REQUEST_BYTES, TRACE_ID_HEADER, encode_json
+from aegis_actors._wire import DEFAULT_MAX_REQUEST_BYTES, encode_json
 
 
 class ServiceActor(Actor):
@@ -218,7 +220,8 @@ class ServiceActor(Actor):
     async def publish_event(self, subject: str, payload: Any = None) -> None:
         """Publish `payload` (a model or JSON value) on `events.{domain}.{action}`.
 
-        Inside a handler, the request's trace id goes along (`Aegis-Trace-Id`).
+        The trace goes along (`traceparent`, `Aegis-Trace-Id`): inside a
+        handler the request's; with tracing on, the publish's own span.
 
         Raises:
             ValueError: a bad subject, one outside `published_events` (when
@@ -237,8 +240,34 @@ class ServiceActor(Actor):
         except ValueError as exc:
             raise ValueError(f"event payload for {subject} is {exc}") from None
         request = current_request()
-        headers = {TRACE_ID_HEADER: request.trace_id} if request is not None else None
-        await self.nats.publish(self.actor_instance.subjects.event(subject), data, headers=headers)
+        full = self.actor_instance.subjects.event(subject)
+        published = self._actor_server.published
+        published[subject] = published.get(subject, 0) + 1
+        tracing = TELEMETRY.tracing
+        if tracing is None:
+            trace = new_root() if request is None else request.trace
+            label = trace.trace_id if request is None else request.trace_id
+            await self.nats.publish(full, data, headers=headers_for(trace, label))
+            return
+        sending = tracing.send(
+            self.service_name,
+            f"publish {subject}",
+            {
+                "messaging.system": "nats",
+                "messaging.operation.type": "send",
+                "messaging.operation.name": "publish",
+                "messaging.destination.name": subject,
+                "messaging.message.body.size": len(data),
+            },
+            event=True,
+        )
+        label = sending.trace.trace_id if request is None else request.trace_id
+        try:
+            await self.nats.publish(full, data, headers=headers_for(sending.trace, label))
+        except BaseException as exc:
+            sending.end(type(exc).__name__)
+            raise
+        sending.end()
 
     async def call(
         self, service: str, method: str, params: Any = None, **options: Unpack[CallOptions]

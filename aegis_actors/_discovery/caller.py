@@ -8,7 +8,8 @@ One caller serves an instance (all its actors) or a `Client`. A call
 2. picks an instance by the service's strategy among those the view says may
    be called (not UNHEALTHY; not STANDBY in a sticky-active service);
 3. sends the request to `aegis.inst.{service}.{instanceId}.{method}`, with
-   `Aegis-Deadline` and, inside a handler, the handler's `Aegis-Trace-Id`;
+   `Aegis-Deadline` and the trace context (`traceparent`, `Aegis-Trace-Id`:
+   inside a handler, the handler's trace; with tracing on, the call's span);
 4. on "no responders" evicts the instance and tries another, within the same
    deadline; once every cached instance failed it rereads the registry once;
 5. never retries after an error reply (the call may have had effects), and
@@ -32,7 +33,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, TypedDict
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 import anyio
 from pydantic_core import from_json
@@ -51,15 +52,20 @@ from aegis_actors._errors import (
 )
 from aegis_actors._requester import Requester
 from aegis_actors._subjects import Subjects, check_method_name, check_service_name
+from aegis_actors._telemetry import tracked
+from aegis_actors._telemetry.context import headers_for, new_root
+from aegis_actors._telemetry.state import TELEMETRY
 from aegis_actors._transport import Msg, NatsClient
 from aegis_actors._wire import (
     DEADLINE_HEADER,
     NOT_SERVED_HEADER,
-    TRACE_ID_HEADER,
     deadline_header,
     decode_reply,
     encode_json,
 )
+
+if TYPE_CHECKING:
+    from aegis_actors._telemetry.otel import Sending
 
 _NULL: Final = b"null"
 #: Per-instance counters kept at most for this many instances (a long-lived
@@ -167,6 +173,10 @@ class Caller:
         self.calls = 0
         self.failed = 0
         self.retries = 0
+        self.owner: str | None = None
+        """The service whose instance calls through this caller (None: a `Client`)."""
+        self.instance_id = ""
+        tracked.CALLERS.add(self)
 
     async def call(
         self,
@@ -193,6 +203,36 @@ class Caller:
             ValueError: a bad service or method name, timeout, or params that
                 are not JSON or too large for the server.
         """
+        tracing = TELEMETRY.tracing
+        if tracing is None:
+            return await self._call(
+                service, method, params, timeout, idempotent, discovery, envelope, None
+            )
+        sending = tracing.send(self.owner, f"{service}/{method}", _call_attributes(service, method))
+        try:
+            result = await self._call(
+                service, method, params, timeout, idempotent, discovery, envelope, sending
+            )
+        except ServiceError as exc:
+            sending.end(exc.code)
+            raise
+        except BaseException as exc:
+            sending.end(type(exc).__name__)
+            raise
+        sending.end()
+        return result
+
+    async def _call(
+        self,
+        service: str,
+        method: str,
+        params: Any,
+        timeout: float | None,
+        idempotent: bool,
+        discovery: bool,
+        envelope: bool,
+        sending: Sending | None,
+    ) -> Any:
         # The hot path: one coroutine, dict lookups, no mailbox; every line
         # here costs every call (see bench/discovery.py).
         route = self._routes.get((service, method)) or self._new_route(service, method)
@@ -200,10 +240,16 @@ class Caller:
             timeout = self._timeout
         elif not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-        headers: dict[str, str] = {}
         request = current_request()
+        if sending is not None:
+            trace = sending.trace
+            headers = headers_for(trace, trace.trace_id if request is None else request.trace_id)
+        elif request is not None:
+            headers = headers_for(request.trace, request.trace_id)
+        else:
+            trace = new_root()
+            headers = headers_for(trace, trace.trace_id)
         if request is not None:
-            headers[TRACE_ID_HEADER] = request.trace_id
             left = request.remaining()
             if left is not None and left < timeout:
                 if left <= 0:
@@ -412,6 +458,17 @@ class Caller:
             instances=instances,
             discovery=self.cache.statistics() if self.cache is not None else None,
         )
+
+
+def _call_attributes(service: str, method: str) -> dict[str, Any]:
+    """RPC and messaging attributes of a call's span."""
+    return {
+        "rpc.system": "aegis",
+        "rpc.service": service,
+        "rpc.method": method,
+        "messaging.system": "nats",
+        "messaging.operation.type": "send",
+    }
 
 
 def _not_served(msg: Msg) -> bool:

@@ -1,0 +1,162 @@
+"""`RuntimeCollector`: the runtime's `aegis_*` metrics, read from its parts when scraped.
+
+Imported by `enable_metrics` only (it imports prometheus-client). Every
+figure is read from counters the runtime keeps anyway (`tracked`), so a
+request pays for none of them but its latency bucket. The metric list, with
+labels, is in docs/operations/observing.md.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from aegis_actors._telemetry import tracked
+from aegis_actors._telemetry.histogram import LatencyHistogram
+
+_SERVER = ("service", "instance")
+
+
+class _Family:
+    """Samples of one metric summed by label values (two parts may share labels)."""
+
+    def __init__(
+        self,
+        kind: type[CounterMetricFamily | GaugeMetricFamily],
+        name: str,
+        help_: str,
+        labels: Iterable[str],
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.help = help_
+        self.labels = tuple(labels)
+        self.values: dict[tuple[str, ...], float] = defaultdict(float)
+
+    def add(self, labels: tuple[str, ...], value: float) -> None:
+        self.values[labels] += value
+
+    def metric(self) -> Metric:
+        family = self.kind(self.name, self.help, labels=self.labels)
+        for labels, value in self.values.items():
+            family.add_metric(labels, value)
+        return family
+
+
+def _counter(name: str, help_: str, *labels: str) -> _Family:
+    return _Family(CounterMetricFamily, name, help_, labels)
+
+
+def _gauge(name: str, help_: str, *labels: str) -> _Family:
+    return _Family(GaugeMetricFamily, name, help_, labels)
+
+
+class RuntimeCollector(Collector):
+    """Collects `aegis_*` from the servers, callers, supervisors and systems of this process."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._servers()
+        yield from self._callers()
+        yield from self._actors()
+
+    def _servers(self) -> Iterator[Metric]:
+        requests = _counter(
+            "aegis_requests", "Requests served (replied to), by method.", *_SERVER, "method"
+        )
+        errors = _counter(
+            "aegis_request_errors",
+            "Requests answered with an error reply, by method and error code.",
+            *_SERVER,
+            "method",
+            "code",
+        )
+        in_flight = _gauge(
+            "aegis_requests_in_flight", "Requests started and not yet answered.", *_SERVER
+        )
+        mailbox = _gauge(
+            "aegis_mailbox_messages",
+            "Messages waiting in the service's mailbox (requests and events).",
+            *_SERVER,
+        )
+        capacity = _gauge("aegis_mailbox_capacity", "Size of the service's mailbox.", *_SERVER)
+        published = _counter(
+            "aegis_events_published", "Events published, by subject.", *_SERVER, "subject"
+        )
+        latency = HistogramMetricFamily(
+            "aegis_request_duration_seconds",
+            "Time from taking a request from the mailbox to sending its reply, by method.",
+            labels=(*_SERVER, "method"),
+        )
+        for instance_id, server in list(tracked.SERVERS.items()):
+            own = (server.service.service_name, instance_id)
+            dispatcher = server.dispatcher
+            endpoint_stats = [
+                *dispatcher.stats.values(),
+                *(r.stats for r in dispatcher.routes.values()),
+            ]
+            for stats in endpoint_stats:
+                requests.add((*own, stats.name), stats.num_requests)
+                for code, count in stats.errors_by_code.items():
+                    errors.add((*own, stats.name, code), count)
+            in_flight.add(own, dispatcher.in_flight)
+            queued = server.service.actor_ref.mailbox_statistics()
+            mailbox.add(own, queued.queued + queued.system_queued)
+            capacity.add(own, queued.capacity)
+            for subject, count in server.published.items():
+                published.add((*own, subject), count)
+            histograms: dict[str, LatencyHistogram] = dispatcher.latency
+            for method, histogram in histograms.items():
+                latency.add_metric([*own, method], histogram.cumulative(), histogram.sum_ns / 1e9)
+        for family in (requests, errors, in_flight, mailbox, capacity, published):
+            yield family.metric()
+        yield latency
+
+    def _callers(self) -> Iterator[Metric]:
+        calls = _counter(
+            "aegis_calls", "Calls made with call(), by the calling instance.", *_SERVER
+        )
+        failed = _counter(
+            "aegis_call_failures", "Calls that raised (error replies included).", *_SERVER
+        )
+        retries = _counter(
+            "aegis_call_retries", "Attempts after a call's first (failover, retry).", *_SERVER
+        )
+        for caller in list(tracked.CALLERS):
+            own = (caller.owner or "", caller.instance_id)
+            calls.add(own, caller.calls)
+            failed.add(own, caller.failed)
+            retries.add(own, caller.retries)
+        for family in (calls, failed, retries):
+            yield family.metric()
+
+    def _actors(self) -> Iterator[Metric]:
+        restarts = _counter(
+            "aegis_actor_restarts", "Restarts of a supervisor's child.", "supervisor", "child"
+        )
+        for supervisor in list(tracked.SUPERVISORS):
+            path = _path_of(supervisor)
+            if path is None:
+                continue
+            for child_id, count in supervisor.restart_counts().items():
+                restarts.add((path, child_id), count)
+        dead = _counter(
+            "aegis_dead_letters", "Messages sent to an actor that had stopped.", "system"
+        )
+        for system in list(tracked.SYSTEMS):
+            dead.add((system.name,), system.statistics().dead_letters)
+        yield restarts.metric()
+        yield dead.metric()
+
+
+def _path_of(actor: Any) -> str | None:
+    ref = getattr(actor, "actor_ref", None)
+    return None if ref is None else str(ref.path)
