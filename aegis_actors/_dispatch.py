@@ -236,6 +236,7 @@ class Dispatcher:
         """Request durations by method (observed with metrics on)."""
         self.in_flight = 0
         """Requests started and not yet answered."""
+        self._span_attributes: dict[str, tuple[str, dict[str, Any]]] = {}
         self.instance_id = ""
         self.group = ""
         self.own_prefix = "-"
@@ -408,13 +409,16 @@ class Dispatcher:
     def _span(
         self, tracing: Tracing, method: str, request: Request, parent: TraceContext | None
     ) -> Handling:
-        from aegis_actors._telemetry.otel import server_attributes
-
         service = self.service.service_name
         subject = request.subject
-        group = None if subject.startswith(self.own_prefix) else self.group
-        attributes = server_attributes(service, method, self.instance_id, subject, group)
-        return tracing.handle(service, f"{service}/{method}", parent, attributes)
+        known = self._span_attributes.get(subject)
+        if known is None:  # once per subject: they are the routes' (unknown ones are 404s)
+            from aegis_actors._telemetry.otel import server_attributes
+
+            group = None if subject.startswith(self.own_prefix) else self.group
+            attributes = server_attributes(service, method, self.instance_id, subject, group)
+            known = self._span_attributes[subject] = (f"{service}/{method}", attributes)
+        return tracing.handle(service, known[0], parent, known[1])
 
     async def _call_handler(
         self, endpoint: RpcEndpoint, data: bytes, deadline: float | None

@@ -54,7 +54,7 @@ class Handling:
     def __init__(self, span: Span, parent: TraceContext | None) -> None:
         self.span = span
         self.token = otel_context.attach(trace.set_span_in_context(span))
-        self.trace = _trace_of(span, parent.state if parent is not None else None)
+        self.trace = _trace_of(span, parent)
 
     def detach(self) -> None:
         """Leave the span's context (in the task that entered it)."""
@@ -145,10 +145,12 @@ def _remote(parent: TraceContext) -> otel_context.Context:
     return trace.set_span_in_context(NonRecordingSpan(span_context), _EMPTY)
 
 
-def _trace_of(span: Span, state: str | None) -> TraceContext:
+def _trace_of(span: Span, parent: TraceContext | None) -> TraceContext:
     ours = span.get_span_context()
-    if state is None and ours.trace_state:
-        state = ours.trace_state.to_header()
+    if parent is not None and ours.trace_id == int(parent.trace_id, 16):
+        # A child of the caller's span: its trace id, flags and state as received.
+        return TraceContext(parent.trace_id, f"{ours.span_id:016x}", parent.flags, parent.state)
+    state = ours.trace_state.to_header() if ours.trace_state else None
     return TraceContext(
         f"{ours.trace_id:032x}", f"{ours.span_id:016x}", f"{ours.trace_flags:02x}", state
     )
