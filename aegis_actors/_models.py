@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -75,8 +76,11 @@ class WireModel(BaseModel):
     )
 
 
-#: A KV revision in a request: an integer >= 1 (`"3"` and `null` are 422s).
-Revision = Annotated[int, Strict(), Field(ge=1)]
+#: The largest revision a bucket can reach (JetStream sequences are 64-bit unsigned).
+MAX_REVISION: Final = 2**64 - 1
+
+#: A KV revision in a request: an integer >= 1 (`"3"`, `3.0`, `true` and `null` are 422s).
+Revision = Annotated[int, Strict(), Field(ge=1, le=MAX_REVISION)]
 
 
 class RequestModel(WireModel):
@@ -102,3 +106,9 @@ def refuse_null(value: Any) -> Any:
     if value is None:
         raise PydanticCustomError("null", "may be left out, but not null")
     return value
+
+
+#: An optional revision (`delete`): absent means "whatever the revision"; `null` is a 422.
+#: JS and Go clients write a missing field as null: a null that deleted
+#: unconditionally would lose the check the client meant to make.
+OptionalRevision = Annotated[Revision | None, BeforeValidator(refuse_null)]

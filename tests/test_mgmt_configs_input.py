@@ -165,6 +165,17 @@ def bad_requests(app_id: str, config_id: str) -> list[tuple[str, str, dict[str, 
         ("configs", "update", {**config_rev, "applicationId": app_id, "comments": "x"}, "applicationId"),
         ("configs", "update", {**config_rev, "comments": "x", "updatedAt": "2025-08-02T10:30:00Z"}, "updatedAt"),
         ("configs", "delete", {"id": config_id, "revision": "1"}, "revision"),
+        # JS and Go clients send a missing revision as null: never an unconditional delete.
+        *[
+            (resource, "delete", {"id": ident, "revision": bad}, "revision")
+            for resource, ident in (("apps", app_id), ("configs", config_id))
+            for bad in (None, True, False, 1.0, 1.5, "1", [1], {"n": 1}, 0, 2**64)
+        ],
+        *[
+            (resource, "update", {"id": ident, "revision": bad, "comments": "x"}, "revision")
+            for resource, ident in (("apps", app_id), ("configs", config_id))
+            for bad in (None, True, 1.0, "1", [1])
+        ],
         ("configs", "history", {}, "id"),
         ("configs", "history", {"id": config_id, "limit": 5}, "limit"),
         *[("apps", "get", {"id": bad}, "id") for bad in ulids],

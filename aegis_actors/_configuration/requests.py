@@ -22,7 +22,14 @@ from aegis_actors._configuration.models import (
     Configuration,
     Ulid,
 )
-from aegis_actors._models import RequestModel, Revision, ServerTimestamps, WireModel, refuse_null
+from aegis_actors._models import (
+    OptionalRevision,
+    RequestModel,
+    Revision,
+    ServerTimestamps,
+    WireModel,
+    refuse_null,
+)
 from aegis_actors._pagination import DEFAULT_PAGE, Cursor, Limit
 
 StrictUlid = Annotated[Ulid, Strict()]
@@ -91,7 +98,7 @@ class DeleteApplication(RequestModel):
     """`aegis.mgmt.apps.delete`: deletes its configurations too."""
 
     id: StrictUlid
-    revision: Revision | None = None
+    revision: OptionalRevision = None
 
 
 class ApplicationPage(WireModel):
@@ -156,7 +163,7 @@ class DeleteConfiguration(RequestModel):
     """`aegis.mgmt.configs.delete`."""
 
     id: StrictUlid
-    revision: Revision | None = None
+    revision: OptionalRevision = None
 
 
 class ConfigurationHistory(RequestModel):

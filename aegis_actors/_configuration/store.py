@@ -112,12 +112,14 @@ class ConfigurationStore:
         return record, entry.revision
 
     async def _configuration_ids(self, application_id: str) -> list[str]:
-        ids = []
+        # A set: during a rename both name indexes may be seen holding the same
+        # id (the old one checked before the record changed, the new one after).
+        ids = set()
         for entry in await self.bucket.entries(configuration_names(application_id)):
             index = parse(NameIndex, entry)
             name = entry.key.rpartition(".")[2]
             if index is not None and await self.holds_configuration(index.id, name):
-                ids.append(index.id)
+                ids.add(index.id)
         return sorted(ids)
 
     def _application(self, record: ApplicationRecord, ids: list[str]) -> Application:

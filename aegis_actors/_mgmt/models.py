@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from aegis_actors._models import (
     VERSION_PATTERN,
+    OptionalRevision,
     RequestModel,
     Revision,
     ServerTimestamps,
@@ -150,7 +151,7 @@ class DeleteService(RequestModel):
     """`aegis.mgmt.services.delete`: with `revision`, only if the definition is still at it."""
 
     service_name: ServiceName
-    revision: Revision | None = None
+    revision: OptionalRevision = None
 
 
 class ServicePage(WireModel):
