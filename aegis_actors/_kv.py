@@ -122,6 +122,10 @@ async def _direct_batch(
     return messages, end[0]
 
 
+class _NoDirectGets(Exception):
+    """No responder for a direct get: the stream is missing or does not allow them."""
+
+
 def _newest_per_key(entries: list[Entry]) -> list[Entry]:
     newest: dict[str, Entry] = {}
     for entry in entries:
@@ -368,9 +372,12 @@ class KVBucket:
 
     async def history(self, key: str) -> list[Entry]:
         """Every revision still kept for `key`, oldest first."""
-        if not self._direct:
-            return _by_revision(await self._replay(key, history=True))
-        return sorted((await self._scan(key)).values(), key=lambda e: e.revision)
+        if self._direct:
+            try:
+                return sorted((await self._scan(key)).values(), key=lambda e: e.revision)
+            except _NoDirectGets:
+                await self._check_direct()
+        return _by_revision(await self._replay(key, history=True))
 
     async def entries(self, keys: str = ">") -> list[Entry]:
         """The current value of every live key matching `keys` (a subject filter), each once."""
@@ -385,13 +392,30 @@ class KVBucket:
         get when at most `MULTI_LAST_MAX` keys match (the server's limit),
         else a scan of the kept messages matching `keys`, newest per key kept.
         """
-        if not self._direct:
-            return _newest_per_key(await self._replay(keys, history=False))
-        found: dict[str, Entry] = {}
-        start = await self._batches(found, keys, multi_last=True)
-        if start is not None:  # more keys than a multi-last get may return
-            await self._batches(found, keys, multi_last=False, start=start)
-        return sorted(found.values(), key=lambda e: e.key)
+        if self._direct:
+            found: dict[str, Entry] = {}
+            try:
+                start = await self._batches(found, keys, multi_last=True)
+                if start is not None:  # more keys than a multi-last get may return
+                    await self._batches(found, keys, multi_last=False, start=start)
+            except _NoDirectGets:
+                await self._check_direct()
+            else:
+                return sorted(found.values(), key=lambda e: e.key)
+        return _newest_per_key(await self._replay(keys, history=False))
+
+    async def _check_direct(self) -> None:
+        """After a direct get no one answered: the bucket is gone, or has no direct gets.
+
+        Raises:
+            BucketNotFoundError: the bucket does not exist.
+            StoreUnavailableError: it has direct gets, yet none answered.
+        """
+        with store_errors(self.name):
+            info = await self.js.stream_info(self.stream)
+        if info.config.allow_direct:
+            raise StoreUnavailableError(f"no server answered a direct get of {self.name}")
+        self._direct = False  # made by another tool: read through a consumer
 
     async def _scan(self, keys: str) -> dict[int, Entry]:
         """Every kept message of `keys` by revision (a direct-get scan, no consumer)."""
@@ -437,6 +461,8 @@ class KVBucket:
             status = end.get("Status", "")
             if status == "404":  # nothing (more) matches
                 return None
+            if status == "503":  # no one answers direct gets for this stream
+                raise _NoDirectGets
             if status == "413" and multi_last:
                 return start
             if status != "204":

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nats.aio.client import Client
 
-from aegis_actors import BucketSpec, Entry, KVBucket, StoreUnavailableError
+from aegis_actors import BucketNotFoundError, BucketSpec, Entry, KVBucket, StoreUnavailableError
 from aegis_actors import _kv as kv
 from aegis_actors._transport import store_errors
 
@@ -161,6 +161,22 @@ class TestExactLists:
         await bucket.put("b", b"x")
         assert [(e.key, e.value) for e in await bucket.entries()] == [("a", b"2"), ("b", b"x")]
         assert [e.value for e in await bucket.history("a")] == [b"1", b"2"]
+
+    async def test_a_bucket_opened_as_direct_without_direct_gets_still_lists(
+        self, nats_client: Client, namespace: str
+    ) -> None:
+        js = nats_client.jetstream()
+        await js.create_key_value(bucket=f"{namespace}-plain")  # allow_direct off
+        bucket = KVBucket(js, f"{namespace}-plain")  # assumed direct: no responder answers
+        await bucket.put("a", b"1")
+        assert [e.key for e in await bucket.entries()] == ["a"]
+        assert [e.value for e in await bucket.history("a")] == [b"1"]
+
+    async def test_listing_a_bucket_that_does_not_exist_says_so(
+        self, nats_client: Client, namespace: str
+    ) -> None:
+        with pytest.raises(BucketNotFoundError):
+            await KVBucket(nats_client.jetstream(), f"{namespace}-missing").entries()
 
 
 class TestNewestPerKey:

@@ -23,6 +23,7 @@ from aegis_actors._configuration.models import (
     Ulid,
 )
 from aegis_actors._models import (
+    LINES,
     OptionalRevision,
     RequestModel,
     Revision,
@@ -35,7 +36,8 @@ from aegis_actors._pagination import DEFAULT_PAGE, Cursor, Limit
 StrictUlid = Annotated[Ulid, Strict()]
 ApplicationName = Annotated[str, Strict(), Field(pattern=APPLICATION_NAME)]
 ConfigurationName = Annotated[str, Strict(), Field(pattern=CONFIGURATION_NAME)]
-Comments = Annotated[str, Strict(), Field(max_length=1000)]
+#: Comments in a request: lines of visible characters (LF and TAB allowed).
+Comments = Annotated[str, Strict(), Field(max_length=1000), LINES]
 
 
 class _ReadOnlyIds(ServerTimestamps):

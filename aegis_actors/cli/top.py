@@ -13,6 +13,7 @@ from rich.live import Live
 from aegis_actors._connection import connect
 from aegis_actors._errors import NatsUnavailableError
 from aegis_actors._eventloop import run
+from aegis_actors._text import printable_json
 from aegis_actors._top import FleetSampler, render
 from aegis_actors.cli._client import (
     EXIT_NO_NATS,
@@ -53,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
                 await anyio.sleep(args.interval)
                 view = await sampler.sample()
                 if args.json:
-                    print(to_json(view, by_alias=True).decode())
+                    print(printable_json(to_json(view, by_alias=True).decode()))
                 else:
                     console().print(render(view))
                 return 0
