@@ -121,6 +121,14 @@ def bad_config_creates(app_id: str) -> list[tuple[str, bytes, int, str | None]]:
     ]
 
 
+def nested(depth: int) -> Any:
+    """A list in a list... `depth` deep."""
+    value: Any = "a/b"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def bad_requests(app_id: str, config_id: str) -> list[tuple[str, str, dict[str, Any], str]]:
     """(resource, verb, body, field at fault) for the verbs other than create."""
     app_rev = {"id": app_id, "revision": 1}
@@ -136,6 +144,12 @@ def bad_requests(app_id: str, config_id: str) -> list[tuple[str, str, dict[str, 
         ("apps", "list", {"limit": "10"}, "limit"),
         ("apps", "list", {"cursor": "!!nonsense!!"}, "cursor"),
         ("apps", "list", {"cursor": "eyJhIjoxLCJiIjoyfQ=="}, "cursor"),  # {"a":1,"b":2}
+        # Deep, huge or not the form given out: 422 before anything is read.
+        *[
+            (resource, "list", {"cursor": bad}, "cursor")
+            for resource in ("apps", "configs")
+            for bad in (nested(150), {"a": {"b": "c/d"}}, "a" * 10_000, "a/b/c", "/x", 7, True)
+        ],
         ("apps", "update", {"id": app_id, "comments": "x"}, "revision"),
         ("apps", "update", app_rev, "body"),
         ("apps", "update", {**app_rev, "revision": "1", "comments": "x"}, "revision"),

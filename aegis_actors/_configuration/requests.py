@@ -31,7 +31,7 @@ from aegis_actors._models import (
     WireModel,
     refuse_null,
 )
-from aegis_actors._pagination import DEFAULT_PAGE, Cursor, Limit
+from aegis_actors._pagination import DEFAULT_PAGE, Limit, NameIdCursor
 
 StrictUlid = Annotated[Ulid, Strict()]
 ApplicationName = Annotated[str, Strict(), Field(pattern=APPLICATION_NAME)]
@@ -76,7 +76,7 @@ class ListApplications(RequestModel):
     """`aegis.mgmt.apps.list`: sorted by name."""
 
     limit: Limit = DEFAULT_PAGE
-    cursor: Cursor | None = None
+    cursor: NameIdCursor | None = None
 
 
 class UpdateApplication(_ReadOnlyIds):
@@ -140,7 +140,7 @@ class ListConfigurations(RequestModel):
 
     application_id: StrictUlid | None = None
     limit: Limit = DEFAULT_PAGE
-    cursor: Cursor | None = None
+    cursor: NameIdCursor | None = None
 
 
 class UpdateConfiguration(ServerTimestamps):
