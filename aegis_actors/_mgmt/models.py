@@ -75,7 +75,7 @@ ServiceName = Annotated[str, Strict(), AfterValidator(_service_name)]
 Owner = Annotated[str, Strict(), Field(min_length=1, max_length=OWNER_MAX)]
 #: An owner in a request: also not blank, one line of visible characters. Kept
 #: as sent (not stripped): what a client writes is what it reads back.
-NewOwner = Annotated[Owner, ONE_LINE, AfterValidator(_not_blank)]
+NewOwner = Annotated[Owner, AfterValidator(_not_blank), ONE_LINE]
 Description = Annotated[str, Strict(), Field(max_length=DESCRIPTION_MAX)]
 #: A description in a request: lines of visible characters (LF and TAB allowed).
 NewDescription = Annotated[Description, LINES]
