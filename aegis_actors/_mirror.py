@@ -10,10 +10,10 @@ Why it is never stale: `refresh()` asks the stream for its last revision
 (one round trip to the stream's leader, ~0.5 ms) and catches up to it.
 Every write acknowledged before the refresh is at or below that revision, so
 what the mirror holds reflects every write that came before, whichever
-process made it. Catching up reads the new revisions by sequence with
-direct gets, concurrently (no consumer is created); when the gap is large,
-or a revision in it is gone (history limit, purge), it reads the whole
-bucket again instead. Each key is held once, at its newest revision.
+process made it. Catching up reads the new revisions in one batched
+direct get (no consumer is created); when the gap is large, or a revision
+in it is gone (history limit, purge), it reads the whole bucket again
+instead. Each key is held once, at its newest revision.
 """
 
 from __future__ import annotations
@@ -96,18 +96,11 @@ class BucketMirror(Generic[V]):
     async def _catch_up(self, last: int) -> bool:
         """Apply revisions (self.revision, last]; False if one of them is gone."""
         first = self.revision + 1
-        found: list[Entry | None] = [None] * (last - self.revision)
-
-        async def fetch(revision: int) -> None:
-            found[revision - first] = await self.bucket.at(revision)
-
-        async with anyio.create_task_group() as tg:
-            for revision in range(first, last + 1):
-                tg.start_soon(fetch, revision)
-        if any(entry is None for entry in found):
+        entries = await self.bucket.since(first, last)
+        kept = {entry.revision for entry in entries}
+        if any(revision not in kept for revision in range(first, last + 1)):
             return False
-        for entry in found:
-            assert entry is not None
+        for entry in entries:
             self._apply(entry)
         self._settle(last)
         return True

@@ -13,9 +13,9 @@ key, measured in the same run. The peak number of consumers on the buckets
 is sampled throughout on the definitions and configuration buckets (the
 registry's consumers are the instances' own watches, not lists).
 
-`--mode consumer` lists the way aegis did before batched direct gets (one
-ordered consumer per read), for the before/after consumer counts.
-Run: `python -m bench.listing [--duration 60] [--mode both]`.
+`--mgmt-from CHECKOUT` runs `aegis-mgmt` from another checkout (with its
+`.venv`), for before/after figures on the same machine.
+Run: `python -m bench.listing [--duration 60] [--mgmt-from ../main]`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -49,7 +47,6 @@ from aegis_actors import (
     connect,
     run,
 )
-from aegis_actors import _kv as kv
 from aegis_actors._buckets import Buckets
 from bench._report import table
 
@@ -235,22 +232,6 @@ async def seed(nc: Client, subjects: Subjects) -> dict[str, Any]:
     return state
 
 
-#: Set in the environment of the fleet's process: list through consumers (`--mode consumer`).
-VIA_CONSUMER: Final = "AEGIS_BENCH_LIST_VIA_CONSUMER"
-
-
-def list_through_consumers() -> None:
-    """Read lists the way aegis did before (an ordered consumer per read), deduplicated."""
-
-    async def replay(self: kv.KVBucket, keys: str = ">") -> list[kv.Entry]:
-        return kv._newest_per_key(await self._replay(keys, history=False))
-
-    kv.KVBucket.latest = replay  # type: ignore[method-assign]
-
-
-if os.environ.get(VIA_CONSUMER):  # imported by the fleet's process, for `Idle`
-    list_through_consumers()
-
 MGMT: Final = """
 name = "mgmt"
 namespace = "{namespace}"
@@ -274,24 +255,23 @@ interval = 1
 """
 
 
+HERE: Final = Path(__file__).resolve().parent.parent
+
+
 @contextmanager
-def fleet(url: str, namespace: str, mode: str) -> Iterator[None]:
-    """`aegis-mgmt` in a process of its own, as it would run; the idle instances in another."""
+def fleet(url: str, namespace: str, mgmt_from: Path) -> Iterator[None]:
+    """`aegis-mgmt` in a process of its own, as it would run (from the checkout `mgmt_from`,
+    with its `.venv`); the idle instances in another."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, VIA_CONSUMER: "1" if mode == "consumer" else ""}
         processes = []
         try:
-            for name, text in (("mgmt", MGMT), ("idle", IDLE)):
+            for name, text, root in (("mgmt", MGMT, mgmt_from), ("idle", IDLE, HERE)):
                 config = Path(tmp) / f"{name}.toml"
                 config.write_text(text.format(namespace=namespace, url=url, instances=INSTANCES))
-                command = [sys.executable, "-m", "aegis_actors", "--log-level", "warning"]
+                python = root / ".venv" / "bin" / "python"
+                command = [str(python), "-m", "aegis_actors", "--log-level", "warning", "run"]
                 processes.append(
-                    subprocess.Popen(
-                        [*command, "run", str(config)],
-                        env=env,
-                        cwd=Path(__file__).resolve().parent.parent,
-                        stdout=subprocess.DEVNULL,
-                    )
+                    subprocess.Popen([*command, str(config)], cwd=root, stdout=subprocess.DEVNULL)
                 )
             yield
         finally:
@@ -313,12 +293,12 @@ async def ready(nc: Client, subjects: Subjects) -> None:
             await anyio.sleep(0.2)
 
 
-async def measure(mode: str, duration: float, clients: int, rate: float) -> Tally:
+async def measure(mgmt_from: Path, duration: float, clients: int, rate: float) -> Tally:
     tally = Tally()
     namespace = "blist"
     subjects = Subjects(namespace)
     buckets = Buckets(namespace)
-    with NatsServer() as server, fleet(server.url, namespace, mode):
+    with NatsServer() as server, fleet(server.url, namespace, mgmt_from):
         settings = ConnectionSettings(url=server.url)
         connections = [await connect(settings) for _ in range(clients + 2)]
         control, write_nc, *listers = connections
@@ -338,7 +318,7 @@ async def measure(mode: str, duration: float, clients: int, rate: float) -> Tall
     return tally
 
 
-def report(mode: str, tally: Tally, duration: float, clients: int) -> None:
+def report(label: str, tally: Tally, duration: float, clients: int) -> None:
     rows: list[list[object]] = [
         [
             name,
@@ -354,7 +334,7 @@ def report(mode: str, tally: Tally, duration: float, clients: int) -> None:
     gets = tally.gets
     rows.append(["ceiling: one direct get", gets.lists, 1, gets.p(0.5), gets.p(0.99), 0, 0])
     table(
-        f"{mode}: {clients} clients listing for {duration:.0f} s beside "
+        f"aegis-mgmt of {label}: {clients} clients listing for {duration:.0f} s beside "
         f"{tally.writes / duration:.0f} writes/s ({tally.write_errors} write errors); "
         f"peak consumers on the buckets: {tally.peak_consumers}",
         ["list (every page)", "lists", "items", "p50 ms", "p99 ms", "duplicates", "errors"],
@@ -366,19 +346,24 @@ def report(mode: str, tally: Tally, duration: float, clients: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.listing", description=__doc__)
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per mode (goal: 60)")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds (the goal: 60)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--writes", type=float, default=100.0, help="writes per second")
-    parser.add_argument("--mode", choices=["direct", "consumer", "both"], default="both")
+    parser.add_argument(
+        "--mgmt-from",
+        type=Path,
+        default=HERE,
+        metavar="CHECKOUT",
+        help="run aegis-mgmt from this checkout and its .venv (e.g. an older one: before/after)",
+    )
     args = parser.parse_args()
     configure_logging(LogFormat.HUMAN, level="warning")
-    modes = ["direct", "consumer"] if args.mode == "both" else [args.mode]
-    for mode in modes:
 
-        async def one(mode: str = mode) -> Tally:
-            return await measure(mode, args.duration, args.clients, args.writes)
+    async def one() -> Tally:
+        return await measure(args.mgmt_from, args.duration, args.clients, args.writes)
 
-        report(mode, run(one), args.duration, args.clients)
+    label = "this checkout" if args.mgmt_from == HERE else str(args.mgmt_from)
+    report(label, run(one), args.duration, args.clients)
 
 
 if __name__ == "__main__":

@@ -141,6 +141,23 @@ class TestExactLists:
         assert [e.key for e in listed] == keys
         assert {e.key for e in listed if e.value == b"2"} == set(keys[::7])
 
+    async def test_since_reads_every_kept_revision_of_a_range_in_batches(
+        self, bucket: KVBucket, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(kv, "BATCH", 2)
+        for key, value in (("a", b"1"), ("b", b"2"), ("a", b"3"), ("c", b"4"), ("a", b"5")):
+            await bucket.put(key, value)  # history=2: revision 1 ("a" = 1) is gone
+        await bucket.delete("b")
+        found = await bucket.since(1, 6)
+        assert [(e.revision, e.key, e.value, e.deleted) for e in found] == [
+            (2, "b", b"2", False),
+            (3, "a", b"3", False),
+            (4, "c", b"4", False),
+            (5, "a", b"5", False),
+            (6, "b", b"", True),
+        ]
+        assert [e.revision for e in await bucket.since(5, 6)] == [5, 6]
+
     async def test_history_reads_past_a_batch(
         self, bucket: KVBucket, monkeypatch: pytest.MonkeyPatch
     ) -> None:
