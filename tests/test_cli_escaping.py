@@ -9,39 +9,22 @@ from __future__ import annotations
 import io
 import json
 import unicodedata
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
 from nats.aio.client import Client
 from rich.console import Console
 
-from aegis_actors import ActorSystem, InstanceSettings, KVBucket, ManagementService, start_instance
+from aegis_actors import InstanceSettings, KVBucket
 from aegis_actors._buckets import Buckets, application_key, configuration_key, instance_key
 from aegis_actors._text import REFUSED_CATEGORIES
 from aegis_actors._top import FleetSampler, render
-from tests.cli_support import Cli
+from tests.cli_support import management_cli
 
 pytestmark = pytest.mark.nats
 
 #: Clears the screen, retitles the window, rewrites the line, reverses what follows.
 HOSTILE = "\x1b[2J\x1b]0;pwned\x07\r\u202e\u200b\x9b31m"
-
-OpenCli = Callable[[], AbstractAsyncContextManager[Cli]]
-
-
-@pytest.fixture
-def open_cli(
-    capsys: pytest.CaptureFixture[str], instance_settings: InstanceSettings, nats_url: str
-) -> OpenCli:
-    @asynccontextmanager
-    async def running() -> AsyncIterator[Cli]:
-        async with ActorSystem() as system:
-            await start_instance(system, ManagementService, instance_settings)
-            yield Cli(capsys, nats_url, instance_settings.namespace)
-
-    return running
 
 
 def raw(text: str) -> list[str]:
@@ -59,11 +42,16 @@ class TestHostileRecords:
     """Every table and JSON output escapes what it cannot show."""
 
     async def test_every_listing_and_record_is_escaped(
-        self, open_cli: OpenCli, nats_client: Client, namespace: str
+        self,
+        capsys: pytest.CaptureFixture[str],
+        instance_settings: InstanceSettings,
+        nats_url: str,
+        nats_client: Client,
+        namespace: str,
     ) -> None:
         js = nats_client.jetstream()
         buckets = Buckets(namespace)
-        async with open_cli() as cli:
+        async with management_cli(capsys, instance_settings, nats_url) as cli:
             await cli.json("services", "create", "orders", "--owner", "t", "--version", "1.0.0")
             app = (await cli.json("apps", "create", "billing"))["data"]
             config = (await cli.json("configs", "create", "billing", "db", "--value", "{}"))["data"]
