@@ -8,6 +8,8 @@
 | `aegis-config` | `apps.{id}`, `app-names.{name}` | applications and their name index |
 | `aegis-config` | `configs.{id}`, `config-names.{appId}.{name}` | configurations, name index |
 
+A bucket is the stream `KV_{bucket}`; key `k` is written on `$KV.{bucket}.k`.
+
 A non-empty namespace prefixes the bucket names (`{ns}-service-registry`).
 """
 
@@ -34,6 +36,10 @@ class Buckets:
     def _name(self, base: str) -> str:
         return f"{self.namespace}-{base}" if self.namespace else base
 
+    def named(self, base: str) -> str:
+        """A bucket of a service's own (`ServiceActor.own_buckets`), in this namespace."""
+        return self._name(base)
+
     @property
     def registry(self) -> str:
         return self._name("service-registry")
@@ -45,6 +51,16 @@ class Buckets:
     @property
     def configuration(self) -> str:
         return self._name("aegis-config")
+
+
+def kv_stream(bucket: str) -> str:
+    """The JetStream stream that holds a bucket (`KV_{bucket}`)."""
+    return f"KV_{bucket}"
+
+
+def kv_subject(bucket: str, key: str) -> str:
+    """The subject a key is written on (`$KV.{bucket}.{key}`; `key` may be a filter)."""
+    return f"$KV.{bucket}.{key}"
 
 
 def instance_key(service: str, instance_id: str) -> str:

@@ -42,24 +42,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from aegis_actors._child_spec import Strategy
-from aegis_actors._connection import ConnectionSettings, split_urls
+from aegis_actors._connection import NATS_ENV, ConnectionSettings, redact, split_urls
 from aegis_actors._errors import ConfigError
 from aegis_actors._service import ServiceActor
 from aegis_actors._settings import InstanceSettings, ServiceSettings
 from aegis_actors._subjects import check_namespace
 
-#: Environment variable -> key path in the file it overrides.
+#: Environment variable -> key path in the file it overrides (the `[nats]` ones
+#: are those every client command reads too: `connection.NATS_ENV`).
 ENV_OVERRIDES: Final[dict[str, tuple[str, ...]]] = {
-    "AEGIS_NATS_URL": ("nats", "url"),
-    "AEGIS_NATS_USER": ("nats", "user"),
-    "AEGIS_NATS_PASSWORD": ("nats", "password"),
-    "AEGIS_NATS_TOKEN": ("nats", "token"),
-    "AEGIS_NATS_CREDS_FILE": ("nats", "creds_file"),
+    **{variable: ("nats", *path.split(".")) for variable, path in NATS_ENV.items()},
     "AEGIS_NAMESPACE": ("namespace",),
 }
+#: Fields of `[nats]` that say who connects: a service's own `[services.nats]`
+#: replaces them all, so its credential never mixes with the fleet's.
+CREDENTIAL_FIELDS: Final = ("user", "password", "token", "creds_file", "nkey_seed", "inbox_prefix")
 
 
 class NatsSettings(ConnectionSettings):
@@ -81,6 +81,11 @@ class EmbeddedServerSettings(BaseModel):
     store_dir: Path | None = Field(
         None, description="JetStream folder; omitted = temporary, removed at exit."
     )
+    auth: Path | None = Field(
+        None,
+        description="A nats-server config file to include, such as the authorization "
+        "block `aegis auth` writes: the server then enforces the roles.",
+    )
 
 
 class SupervisorSettings(BaseModel):
@@ -95,6 +100,19 @@ class SupervisorSettings(BaseModel):
     within_seconds: float = Field(5.0, gt=0, description="Window of `max_restarts`.")
 
 
+class ServiceCredentials(BaseModel):
+    """`[services.nats]`: the service's own credential (one per service, least privilege)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    user: str | None = Field(None, description="User name (with `password`).")
+    password: SecretStr | None = Field(None, description="Password for `user`.")
+    token: SecretStr | None = Field(None, description="Authentication token.")
+    creds_file: Path | None = Field(None, description="NATS credentials file (JWT + NKey seed).")
+    nkey_seed: Path | None = Field(None, description="File holding the service's NKey seed.")
+    inbox_prefix: str | None = Field(None, description="See `[nats]` `inbox_prefix`.")
+
+
 class FleetServiceSettings(ServiceSettings):
     """One `[[services]]` entry: a class to run, how many instances, and their options."""
 
@@ -104,6 +122,11 @@ class FleetServiceSettings(ServiceSettings):
         description="The ServiceActor subclass to run, as `package.module:Class`.",
     )
     instances: int = Field(1, ge=1, le=1000, description="How many instances to run.")
+    nats: ServiceCredentials | None = Field(
+        None,
+        description="This service's own credential, in place of the `[nats]` one "
+        "(for example the NKey seed `aegis auth --nkeys` wrote for it).",
+    )
 
 
 class FleetSettings(BaseModel):
@@ -152,7 +175,13 @@ class LoadedService:
         return self.cls.service_name
 
     def instance_settings(self, nats: ConnectionSettings, namespace: str) -> InstanceSettings:
-        options = self.config.model_dump(exclude={"class_path", "instances"})
+        options = self.config.model_dump(exclude={"class_path", "instances", "nats"})
+        own = self.config.nats
+        if own is not None:
+            # Its own credential replaces the fleet's whole: no mix of the two.
+            data = nats.model_dump()
+            data.update(dict.fromkeys(CREDENTIAL_FIELDS), **own.model_dump(exclude_none=True))
+            nats = ConnectionSettings.model_validate(data)
         return InstanceSettings(**options, nats=nats, namespace=namespace)
 
 
@@ -163,6 +192,22 @@ class LoadedConfig:
         self.path = path
         self.fleet = fleet
         self.services = services
+
+    def missing_files(self) -> list[str]:
+        """The key files this config names that do not exist, each with its key.
+
+        Not checked when the file is loaded: `aegis auth CONFIG` reads the
+        config to write them.
+        """
+        named: list[tuple[str, Path | None]] = [("embedded.auth", self.fleet.embedded.auth)]
+        for i, service in enumerate(self.services):
+            own = service.config.nats
+            if own is not None:
+                named += [
+                    (f"services[{i}].nats.creds_file", own.creds_file),
+                    (f"services[{i}].nats.nkey_seed", own.nkey_seed),
+                ]
+        return [f"{path} ({key})" for key, path in named if path is not None and not path.is_file()]
 
     def connection(self, url: str | None = None) -> ConnectionSettings:
         """The connection settings, with `url` filled in (for an embedded server)."""
@@ -241,13 +286,18 @@ def _url_value(variable: str, value: str) -> list[str]:
     return urls
 
 
+_SECRET_KEYS: Final = frozenset({"password", "token"})
+
+
 def _describe(where: str, exc: ValidationError) -> str:
     lines = []
     for error in exc.errors(include_url=False):
         key = _key(error["loc"])
         got = error.get("input")
         shown = "" if error["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"{where}: {key}: {error['msg']}{shown}")
+        if shown and error["loc"] and error["loc"][-1] in _SECRET_KEYS:
+            shown = " (got ***)"  # never echo a secret, even a malformed one
+        lines.append(redact(f"{where}: {key}: {error['msg']}{shown}"))
     return "\n".join(lines)
 
 

@@ -25,7 +25,7 @@ class Instance:
 
     service_name: str
     instance_id: str
-    """`{serviceName}-{8 hex}`: the registry key, the `aegis.inst.{instanceId}.*` subjects."""
+    """`{serviceName}-{8 hex}`: in the registry key and the `aegis.inst.*` subjects."""
     version: str
     subjects: Subjects = field(default_factory=Subjects)
     """Builds every subject of the instance's namespace (`subjects.own(...)`, ...)."""

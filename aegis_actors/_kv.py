@@ -12,6 +12,8 @@ both headers, every write can carry a TTL, and nats-py's exceptions become
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
 
@@ -20,13 +22,15 @@ import nats.js.errors
 import structlog
 from nats.js import api
 
+from aegis_actors._buckets import kv_stream, kv_subject
+from aegis_actors._denials import guard
 from aegis_actors._errors import (
     ConfigError,
     KeyExistsError,
     RevisionConflictError,
     StoreUnavailableError,
 )
-from aegis_actors._transport import JetStreamContext, Msg, NatsClient, store_errors
+from aegis_actors._transport import JetStreamContext, Msg, NatsClient, client_of, store_errors
 
 OPERATION_HEADER: Final = "KV-Operation"
 MARKER_REASON_HEADER: Final = "Nats-Marker-Reason"
@@ -70,6 +74,31 @@ def is_tombstone(headers: dict[str, str] | None) -> bool:
     return headers.get(OPERATION_HEADER) in ("DEL", "PURGE") or MARKER_REASON_HEADER in headers
 
 
+@asynccontextmanager
+async def kv_call(
+    js: JetStreamContext,
+    bucket: str,
+    key: str = "",
+    expected: int | None = None,
+    *,
+    creating: bool = False,
+) -> AsyncIterator[None]:
+    """Around one KV call: a refused subject of the bucket fails it at once (not at its
+    timeout), and nats-py's errors become the store family (`store_errors`)."""
+    stream = kv_stream(bucket)
+    refusable = [
+        f"$JS.API.*.*.{stream}",  # STREAM.INFO, DIRECT.GET, CONSUMER.CREATE, ...
+        f"$JS.API.*.*.{stream}.>",
+        f"$JS.API.*.*.*.{stream}",  # STREAM.MSG.GET
+        kv_subject(bucket, ">"),
+    ]
+    if creating:
+        refusable.append("$JS.API.INFO")  # read before a bucket with per-key TTL is made
+    with store_errors(bucket, key, expected):
+        async with guard(client_of(js), *refusable):
+            yield
+
+
 @dataclass(frozen=True, slots=True)
 class BucketPosition:
     """Where a bucket stands: a bucket deleted and made again has another `created`."""
@@ -86,7 +115,10 @@ def _connection(js: JetStreamContext) -> tuple[NatsClient, str, float]:
 
     nats-py keeps them private and has no batched direct get of its own.
     """
-    return js._nc, js._prefix, js._timeout
+    client = client_of(js)
+    if client is None:
+        raise StoreUnavailableError("the JetStream context has no connection")
+    return client, js._prefix, js._timeout
 
 
 async def _direct_batch(
@@ -205,9 +237,9 @@ class KVBucket:
     def __init__(self, js: JetStreamContext, name: str, *, direct: bool = True) -> None:
         self.js = js
         self.name = name
-        self.stream = f"KV_{name}"
+        self.stream = kv_stream(name)
         self._direct = direct
-        self._prefix = f"$KV.{name}."
+        self._prefix = kv_subject(name, "")
 
     @classmethod
     async def ensure(cls, js: JetStreamContext, spec: BucketSpec) -> KVBucket:
@@ -217,15 +249,15 @@ class KVBucket:
             ConfigError: the bucket exists without what `spec` needs (e.g. per-key
                 TTL), which would fail silently later (expired keys never seen).
         """
-        with store_errors(spec.name):
+        async with kv_call(js, spec.name, creating=True):
             try:
-                info = await js.stream_info(f"KV_{spec.name}")
+                info = await js.stream_info(kv_stream(spec.name))
             except nats.js.errors.NotFoundError:
                 try:
                     await _create(js, spec)
                 except nats.js.errors.BadRequestError:
                     # Another process created it first (racing start-ups).
-                    info = await js.stream_info(f"KV_{spec.name}")
+                    info = await js.stream_info(kv_stream(spec.name))
                 else:
                     return cls(js, spec.name, direct=True)
         cfg = info.config
@@ -268,7 +300,7 @@ class KVBucket:
 
     async def get_any(self, key: str) -> Entry | None:
         """The last revision of `key`, tombstones included (None if never written)."""
-        with store_errors(self.name, key):
+        async with kv_call(self.js, self.name, key):
             try:
                 msg = await self.js.get_msg(
                     self.stream, subject=self._subject(key), direct=self._direct
@@ -325,7 +357,7 @@ class KVBucket:
             if ttl < 1 or int(ttl) != ttl:
                 raise ValueError(f"a key TTL must be a whole number of seconds >= 1, got {ttl}")
             headers = {**(headers or {}), TTL_HEADER: f"{int(ttl)}s"}
-        with store_errors(self.name, key, expected):
+        async with kv_call(self.js, self.name, key, expected):
             ack = await self.js.publish(self._subject(key), value, headers=headers)
         return int(ack.seq)
 
@@ -338,7 +370,7 @@ class KVBucket:
         headers = {OPERATION_HEADER: "DEL"}
         if revision is not None:
             headers[EXPECTED_LAST_HEADER] = str(revision)
-        with store_errors(self.name, key, revision):
+        async with kv_call(self.js, self.name, key, revision):
             await self.js.publish(self._subject(key), b"", headers=headers)
 
     async def position(self) -> BucketPosition:
@@ -347,7 +379,7 @@ class KVBucket:
         Every write, delete and purge raises the revision. The stream's leader
         answers, so it counts every write acknowledged before the call.
         """
-        with store_errors(self.name):
+        async with kv_call(self.js, self.name):
             info = await self.js.stream_info(self.stream)
         created = info.created.isoformat() if info.created else ""
         return BucketPosition(created, int(info.state.last_seq))
@@ -358,7 +390,7 @@ class KVBucket:
 
     async def at(self, revision: int) -> Entry | None:
         """The entry written at `revision`, whatever its key; None if no longer kept."""
-        with store_errors(self.name):
+        async with kv_call(self.js, self.name):
             try:
                 msg = await self.js.get_msg(self.stream, seq=revision, direct=self._direct)
             except nats.js.errors.NotFoundError:
@@ -431,7 +463,7 @@ class KVBucket:
             BucketNotFoundError: the bucket does not exist.
             StoreUnavailableError: it has direct gets, yet none answered.
         """
-        with store_errors(self.name):
+        async with kv_call(self.js, self.name):
             info = await self.js.stream_info(self.stream)
         if info.config.allow_direct:
             raise StoreUnavailableError(f"no server answered a direct get of {self.name}")
@@ -476,7 +508,7 @@ class KVBucket:
             else:
                 request["seq"] = start
                 request["next_by_subj"] = pattern
-            with store_errors(self.name, keys):
+            async with kv_call(self.js, self.name, keys):
                 messages, end = await _direct_batch(nc, subject, request, timeout)
             status = end.get("Status", "")
             if status == "404":  # nothing (more) matches
@@ -547,7 +579,7 @@ class KVBucket:
             if owed and len(found) >= owed[0]:
                 complete.set()
 
-        with store_errors(self.name, keys):
+        async with kv_call(self.js, self.name, keys):
             sub = await self.js.subscribe(
                 prefix + keys,
                 stream=self.stream,

@@ -48,7 +48,7 @@ from aegis_actors._micro import MicroResponder
 from aegis_actors._ref import ActorRef
 from aegis_actors._registry.heartbeat import BeatNow, HealthQuery
 from aegis_actors._registry.models import InstanceStatus
-from aegis_actors._subjects import queue_group
+from aegis_actors._subjects import matcher, queue_group
 from aegis_actors._transport import Msg, NatsClient, Subscription, close_subscriptions
 from aegis_actors._wire import (
     non_json_number,
@@ -225,40 +225,76 @@ class RequestServer:
             )
             into.append(sub)
 
-        async def on_request(msg: Msg) -> None:
-            await ref.tell(Request(msg.subject, msg.reply, msg.data, msg.headers))
+        log = self.service.actor_log
+
+        # A JetStream push consumer delivers to any subject its creator names
+        # (anyone who may read a bucket may create one), with the stream's
+        # subject on the message: only what was published on a subject we
+        # subscribed to is a request or an event (docs/operations/securing.md).
+        def dropped(msg: Msg, subscription: str) -> None:
+            log.warning(
+                "message dropped: not on a subscribed subject",
+                subject=msg.subject,
+                subscription=subscription,
+            )
+
+        def on_request_to(subscription: str) -> Any:
+            accepts = matcher(subscription)
+
+            async def on_request(msg: Msg) -> None:
+                if accepts(msg.subject):
+                    await ref.tell(Request(msg.subject, msg.reply, msg.data, msg.headers))
+                else:
+                    dropped(msg, subscription)
+
+            return on_request
 
         routes, root = self.dispatcher.routes, self.dispatcher.root
 
-        async def on_rooted(msg: Msg) -> None:
-            request = Request(msg.subject, msg.reply, msg.data, msg.headers)
-            await ref.tell(request if msg.subject in routes else Unrouted(request))
+        def on_rooted_to(subscription: str) -> Any:
+            accepts = matcher(subscription)
+
+            async def on_rooted(msg: Msg) -> None:
+                if not accepts(msg.subject):
+                    dropped(msg, subscription)
+                    return
+                request = Request(msg.subject, msg.reply, msg.data, msg.headers)
+                await ref.tell(request if msg.subject in routes else Unrouted(request))
+
+            return on_rooted
 
         group = queue_group(name)
         if requests:
             serving = self._serving_subs
-            await subscribe(serving, subjects.rpc_all(name), group, on_request)
-            await subscribe(
-                serving, subjects.instance_all(self.instance.instance_id), "", on_request
-            )
+            rpc = subjects.rpc_all(name)
+            await subscribe(serving, rpc, group, on_request_to(rpc))
+            own = subjects.instance_all(self.instance.instance_id)
+            await subscribe(serving, own, "", on_request_to(own))
             for subject in routes:
                 if root is None or not subject.startswith(root):
-                    await subscribe(serving, subject, group, on_request)
+                    await subscribe(serving, subject, group, on_request_to(subject))
             if root is not None:
                 # One subscription for the root's subjects, known or not: NATS
                 # gives every matching subscription a copy, so exact ones beside
                 # it would answer a known subject twice.
-                await subscribe(serving, f"{root}>", group, on_rooted)
+                await subscribe(serving, f"{root}>", group, on_rooted_to(f"{root}>"))
         for handler in self.endpoints.events:
             if not (broadcasts if handler.broadcast else requests):
                 continue
+            pattern = subjects.event(handler.pattern)
+            accepts = matcher(pattern)
 
-            async def on_event(msg: Msg, handler: EventHandler = handler) -> None:
-                await ref.tell(_Event(msg.subject, msg.data, msg.headers, handler))
+            async def on_event(
+                msg: Msg, handler: EventHandler = handler, accepts: Any = accepts
+            ) -> None:
+                if accepts(msg.subject):
+                    await ref.tell(_Event(msg.subject, msg.data, msg.headers, handler))
+                else:
+                    dropped(msg, handler.pattern)
 
             await subscribe(
                 self._subs if handler.broadcast else self._serving_subs,
-                subjects.event(handler.pattern),
+                pattern,
                 "" if handler.broadcast else group,
                 on_event,
             )

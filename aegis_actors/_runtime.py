@@ -28,7 +28,7 @@ from aegis_actors._child_spec import ChildSpec
 from aegis_actors._config_file import LoadedConfig
 from aegis_actors._errors import ActorStartError, NatsServerError, PortInUseError
 from aegis_actors._instance_tree import InstancePlan, instance_spec, plan_instance
-from aegis_actors._nats_server import NatsServer
+from aegis_actors._nats_server import NatsServer, auth_config
 from aegis_actors._ref import ActorRef
 from aegis_actors._supervisor import Supervisor
 from aegis_actors._system import ActorSystem
@@ -106,9 +106,18 @@ async def start_fleet(system: ActorSystem, config: LoadedConfig) -> Fleet:
     server = None
     if config.fleet.embedded_server:
         embedded = config.fleet.embedded
-        server = NatsServer(port=embedded.port, store_dir=embedded.store_dir)
+        server = NatsServer(
+            port=embedded.port,
+            store_dir=embedded.store_dir,
+            extra_config=auth_config(embedded.auth),
+        )
         await anyio.to_thread.run_sync(server.start)
-        log.info("embedded nats-server started", url=server.url, store_dir=str(server.store_dir))
+        log.info(
+            "embedded nats-server started",
+            url=server.url,
+            store_dir=str(server.store_dir),
+            auth=str(embedded.auth) if embedded.auth else None,
+        )
     url = server.url if server else None
     fleet = Fleet(
         config, ",".join(config.connection(url).servers), plan_fleet(config, url), server=server
@@ -161,9 +170,11 @@ async def run_fleet(
             started.append(fleet)
             root = fleet.root
             assert root is not None
-            if ready is not None:
-                await ready(fleet)
+            # Signals are ours before `ready` says so: a Ctrl-C right after the
+            # "running" line must stop the fleet gracefully, not interrupt it.
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                if ready is not None:
+                    await ready(fleet)
                 failed = False
                 async with anyio.create_task_group() as tg:
 

@@ -3,7 +3,7 @@
 Subclass it, name the service, and declare methods with `@rpc` and handlers
 with `@event`. Each method is served on `aegis.rpc.{service}.{method}` (queue
 group = the service, so instances share the load) and on
-`aegis.inst.{instanceId}.{method}` (this instance only), and on any subjects
+`aegis.inst.{service}.{instanceId}.{method}` (this instance only), and on any subjects
 `extra_subjects()` maps to it (the management API's `aegis.mgmt.*`; under an
 `extra_subjects_root()`, any other subject is a 404). Requests go through
 the actor's mailbox and are handled one at a time unless a method opts into
@@ -53,6 +53,7 @@ from aegis_actors._subjects import (
     check_event_subject,
     check_service_name,
     check_sticky_active_group,
+    subject_matches,
 )
 from aegis_actors._transport import NatsClient
 from aegis_actors._wire import DEFAULT_MAX_REQUEST_BYTES, TRACE_ID_HEADER, encode_json
@@ -85,6 +86,16 @@ class ServiceActor(Actor):
     ACTIVE and takes every call, the others are STANDBY until it stops or dies
     (a config file's `sticky_active_group` overrides it). See `leadership`."""
 
+    published_events: ClassVar[tuple[str, ...]] = ()
+    """Event subjects or patterns this service publishes (`events.order.*`): when
+    given, `publish_event` refuses any other, and `aegis auth` grants exactly
+    these to the service's credentials (empty: no check, and no grant)."""
+
+    own_buckets: ClassVar[tuple[str, ...]] = ()
+    """KV buckets this service keeps its data in (names without the namespace:
+    open them as `self.actor_instance.buckets.named(name)`): `aegis auth`
+    grants the service's credentials full use of them, and nobody else any."""
+
     configuration_binding: ClassVar[ConfigurationBinding | None] = None
     """The configuration this service follows (a config file's
     `[services.configuration]` overrides the names); its value is in
@@ -102,6 +113,8 @@ class ServiceActor(Actor):
             check_version(cls.version)
         if cls.__dict__.get("sticky_active_group") is not None:
             check_sticky_active_group(cls.sticky_active_group)  # type: ignore[arg-type]
+        for pattern in cls.__dict__.get("published_events", ()):
+            check_event_subject(pattern, pattern=True)
 
     # -- what user code reads ----------------------------------------------------
 
@@ -208,10 +221,17 @@ class ServiceActor(Actor):
         Inside a handler, the request's trace id goes along (`Aegis-Trace-Id`).
 
         Raises:
-            ValueError: a bad subject, or a payload that is not JSON (NaN and
-                infinities included).
+            ValueError: a bad subject, one outside `published_events` (when
+                declared), or a payload that is not JSON (NaN and infinities
+                included).
         """
         check_event_subject(subject)
+        declared = self.published_events
+        if declared and not any(subject_matches(p, subject) for p in declared):
+            raise ValueError(
+                f"{subject} is not one of {type(self).__name__}.published_events "
+                f"({', '.join(declared)})"
+            )
         try:
             data = encode_json(payload)
         except ValueError as exc:

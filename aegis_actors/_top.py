@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aegis_actors._buckets import Buckets
+from aegis_actors._connection import connected_url
 from aegis_actors._errors import BucketNotFoundError, ConfigError, StoreUnavailableError
 from aegis_actors._kv import KVBucket
 from aegis_actors._mgmt.models import ServiceDefinition
@@ -100,8 +101,7 @@ class FleetSampler:
                 if i.service_name == name
             ]
             services.append(ServiceView(name, definitions.get(name), views))
-        url = self.client.connected_url.geturl() if self.client.connected_url else ""
-        return FleetView(now, url, self.namespace, services, problem)
+        return FleetView(now, connected_url(self.client), self.namespace, services, problem)
 
     def _view(
         self, instance: ServiceInstance, now: datetime, stats: tuple[int, int] | None

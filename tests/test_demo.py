@@ -29,3 +29,6 @@ async def test_the_tour_runs_to_completion() -> None:
     assert "20/20 calls succeeded right after the kill" in out
     assert "placed 26 orders (25 accepted, 1 rejected by risk):" in out
     assert "6 one by one, then 20 right after an instance was killed" in out
+    # The last act: config/secure.toml, roles enforced by the server.
+    assert "viewer   services.delete: 403 PERMISSION_DENIED" in out
+    assert "order-service registers as pricing-service: refused by the server" in out

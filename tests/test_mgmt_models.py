@@ -18,8 +18,8 @@ from aegis_actors._mgmt.models import (
     GetInstance,
     ListServices,
     UpdateService,
-    service_of,
 )
+from aegis_actors._subjects import service_of
 from aegis_actors._text import REFUSED_CATEGORIES
 from aegis_actors._wire import from_validation_error
 

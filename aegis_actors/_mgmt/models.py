@@ -183,8 +183,3 @@ class InstanceList(WireModel):
     """The answer of `instances.list`, sorted by service and instance id."""
 
     items: list[ServiceInstance]
-
-
-def service_of(instance_id: str) -> str:
-    """The service name inside a valid instance id (`orders-1a2b3c4d` -> `orders`)."""
-    return instance_id.rpartition("-")[0]

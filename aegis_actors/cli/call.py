@@ -17,9 +17,10 @@ from aegis_actors.cli._client import (
     EXIT_NO_NATS,
     EXIT_USAGE,
     client_options,
-    connection_settings,
+    exit_code,
     print_json,
     report_error,
+    settings_or_exit,
 )
 
 
@@ -50,15 +51,18 @@ def main(args: argparse.Namespace) -> int:
             return EXIT_USAGE
 
     async def call() -> int:
+        settings = settings_or_exit(args)
+        if isinstance(settings, int):
+            return settings
         try:
-            async with Client(nats=connection_settings(args), namespace=args.namespace) as client:
+            async with Client(nats=settings, namespace=args.namespace) as client:
                 reply = await client.call(
                     args.service, args.method, params,
                     timeout=args.timeout, idempotent=args.idempotent, envelope=True,
                 )  # fmt: skip
         except ServiceError as exc:
             report_error(args, exc)
-            return EXIT_FAILED
+            return exit_code(exc)
         except ValueError as exc:  # a bad service or method name, or timeout
             print(f"aegis call: {exc}", file=sys.stderr)
             return EXIT_USAGE

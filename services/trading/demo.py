@@ -282,6 +282,10 @@ def main() -> int:
         sys.path.insert(0, str(ROOT))
     try:
         ok = run(lambda: tour(args.url, args.namespace) if args.url else own_fleet(args.port))
+        if ok and not args.url:
+            from services.trading.secure_tour import secure_tour
+
+            ok = run(lambda: secure_tour(console))
     except ServiceError as exc:
         console.print(f"[red]the tour failed: {exc}[/]")
         return 1
