@@ -24,6 +24,9 @@ interval = 10
 
 [services.settings]              # free-form, handed to the class
 max_order_quantity = 1000
+
+[web]                            # optional: serve the web monitor too
+port = 8090
 ```
 
 Every mistake is a `ConfigError` naming the file, the key and what was
@@ -35,6 +38,7 @@ see `ENV_OVERRIDES`.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import tomllib
@@ -50,6 +54,7 @@ from aegis_actors._errors import ConfigError
 from aegis_actors._service import ServiceActor
 from aegis_actors._settings import InstanceSettings, ServiceSettings
 from aegis_actors._subjects import check_namespace
+from aegis_actors._web.settings import WebSettings
 
 #: Environment variable -> key path in the file it overrides (the `[nats]` ones
 #: are those every client command reads too: `connection.NATS_ENV`).
@@ -152,6 +157,11 @@ class FleetSettings(BaseModel):
     services: list[FleetServiceSettings] = Field(
         min_length=1, description="The services to run (`[[services]]`)."
     )
+    web: WebSettings | None = Field(
+        None,
+        description="See `[web]`: serve the web monitor from this process too (needs the "
+        "`web` extra).",
+    )
 
     @field_validator("namespace")
     @classmethod
@@ -239,6 +249,10 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> L
     except ValidationError as exc:
         raise ConfigError(_describe(where, exc)) from None
     services = [_load_service(where, i, entry) for i, entry in enumerate(fleet.services)]
+    if fleet.web is not None and importlib.util.find_spec("aiohttp") is None:
+        raise ConfigError(
+            f"{where}: [web] needs the web monitor's extra: pip install 'aegis-actors[web]'"
+        )
     seen: dict[str, int] = {}
     for i, service in enumerate(services):
         if service.name in seen:

@@ -48,6 +48,9 @@ class Fleet:
     plans: dict[str, list[InstancePlan]]
     root: ActorRef | None = None
     server: NatsServer | None = None
+    web: ActorRef | None = None
+    """The web monitor's tree, with `[web]`."""
+    web_url: str | None = None
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @property
@@ -125,6 +128,8 @@ async def start_fleet(system: ActorSystem, config: LoadedConfig) -> Fleet:
     try:
         spec = fleet_tree(config, fleet.plans)
         fleet.root = await system.spawn(spec.start, name=spec.id, shutdown=spec.shutdown)
+        if config.fleet.web is not None:
+            await _start_web(system, fleet, url)
     except BaseException:
         if server is not None:
             await anyio.to_thread.run_sync(server.close)
@@ -132,8 +137,27 @@ async def start_fleet(system: ActorSystem, config: LoadedConfig) -> Fleet:
     return fleet
 
 
+async def _start_web(system: ActorSystem, fleet: Fleet, url: str | None) -> None:
+    """The web monitor of `[web]`: a NATS client of the fleet like any other."""
+    from aegis_actors._web.monitor import web_tree  # the `web` extra (checked at load)
+
+    config = fleet.config
+    assert config.fleet.web is not None
+    urls: list[str] = []
+    spec = web_tree(
+        config.connection(url),
+        config.fleet.web,
+        namespace=config.fleet.namespace,
+        on_listening=urls.append,
+    )
+    fleet.web = await system.spawn(spec.start, name=spec.id, shutdown=spec.shutdown)
+    fleet.web_url = urls[0]
+
+
 async def stop_fleet(system: ActorSystem, fleet: Fleet) -> None:
-    """Stop the tree (reverse order, graceful), then the embedded server."""
+    """Stop the web monitor, the tree (reverse order, graceful), then the embedded server."""
+    if fleet.web is not None and fleet.web.is_alive:
+        await system.stop(fleet.web)
     if fleet.root is not None and fleet.root.is_alive:
         await system.stop(fleet.root)
     if fleet.server is not None:

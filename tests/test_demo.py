@@ -19,6 +19,7 @@ async def test_the_tour_runs_to_completion() -> None:
         result = await anyio.run_process(command, cwd=ROOT, check=False, env=None)
     out = result.stdout.decode()
     assert result.returncode == 0, out + result.stderr.decode()
+    assert "web monitor: http://127.0.0.1:" in out
     assert "created order-service" in out
     # The whole CRUD of a definition, with the stale update refused.
     assert "create  audit-service: 201, revision 4" in out

@@ -57,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
 
     async def ready(running: Fleet) -> None:
         names = ", ".join(f"{s.name} x{s.config.instances}" for s in config.services)
+        web = f"; web monitor at {running.web_url}" if running.web_url else ""
         print(
             f"aegis: {plural(running.instance_count, 'instance')} running ({names}) against "
-            f"{redact(running.url)}; Ctrl-C stops them",
+            f"{redact(running.url)}{web}; Ctrl-C stops them",
             flush=True,
         )
 
