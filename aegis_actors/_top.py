@@ -32,7 +32,7 @@ from aegis_actors._models import utc_now
 from aegis_actors._registry.models import InstanceStatus, ServiceInstance
 from aegis_actors._registry.store import RegistryStore
 from aegis_actors._subjects import ControlVerb, control
-from aegis_actors._text import plural
+from aegis_actors._text import plural, printable
 from aegis_actors._transport import Msg, NatsClient
 
 #: Seconds an instance gets to answer `$SRV.STATS` before it shows as "?".
@@ -195,12 +195,12 @@ def render(view: FleetView) -> RenderableType:
     ]
     for service in view.services:
         definition = (
-            Text(f"{service.definition.owner}, v{service.definition.version}")
+            Text(printable(f"{service.definition.owner}, v{service.definition.version}"))
             if service.definition
             else Text("undefined", style="dim")
         )
         table = Table(
-            title=Text.assemble((service.name, "bold"), "  ", definition),
+            title=Text.assemble((printable(service.name), "bold"), "  ", definition),
             title_justify="left",
             box=box.SIMPLE_HEAD,
             pad_edge=False,
@@ -215,9 +215,9 @@ def render(view: FleetView) -> RenderableType:
         for item in service.instances:
             status = item.instance.status
             table.add_row(
-                item.instance.instance_id,
+                Text(printable(item.instance.instance_id)),
                 Text(status.value, style=STATUS_STYLE.get(status, "")),
-                item.instance.version,
+                Text(printable(item.instance.version)),
                 _age(item.heartbeat_age),
                 _number(item.rate, 1),
                 _latency(item.latency),
@@ -226,7 +226,7 @@ def render(view: FleetView) -> RenderableType:
             )
         parts.append(table)
     if view.problem:
-        parts.append(Text(f"partial view: {view.problem}", style="yellow"))
+        parts.append(Text(printable(f"partial view: {view.problem}"), style="yellow"))
     if not view.services:
         parts.append(Text("no services registered or defined", style="dim"))
     return Group(*parts)

@@ -59,6 +59,9 @@ NATS_ERRORS: Final = (nats.errors.Error,)
 #: JetStream API error codes (`err_code`) aegis tells apart.
 _WRONG_LAST_SEQUENCE: Final = (10071, 10164)  # "wrong last sequence"
 _STREAM_NOT_FOUND: Final = 10059
+#: The server refused for lack of a resource (consumers 10026, streams 10027,
+#: resources 10023, memory 10028, storage 10047): worth retrying later, not a bug.
+_OUT_OF_RESOURCES: Final = (10023, 10026, 10027, 10028, 10047)
 
 
 def transport_error(
@@ -134,6 +137,8 @@ def store_errors(bucket: str, key: str = "", expected: int | None = None) -> Ite
             raise BucketNotFoundError(bucket) from exc
         if exc.code == 503 or isinstance(exc, nats.js.errors.ServiceUnavailableError):
             raise StoreUnavailableError(f"JetStream unavailable for {bucket}: {exc}") from exc
+        if exc.err_code in _OUT_OF_RESOURCES:
+            raise StoreUnavailableError(f"JetStream refused for {bucket}: {exc}") from exc
         raise
     except (
         nats.errors.TimeoutError,

@@ -27,6 +27,7 @@ from typing import Any, Final, NamedTuple
 
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
+from aegis_actors._text import TRACE_ID
 from aegis_actors._wire import TRACE_ID_HEADER
 
 TRACEPARENT: Final = "traceparent"
@@ -40,10 +41,6 @@ _ZERO_SPAN: Final = "0" * 16
 #: holding anything but printable ASCII (it goes back into headers as is).
 MAX_TRACESTATE: Final = 512
 _TRACESTATE: Final = re.compile(r"[\x20-\x7e]*")
-#: An `Aegis-Trace-Id` of a caller is kept when it is 1-128 of these characters
-#: (W3C ids, UUIDs and base64 fit); anything else is replaced: it is echoed into
-#: replies and log lines.
-_LEGACY_ID: Final = re.compile(r"[A-Za-z0-9._:+/=@-]{1,128}")
 
 _random = random.Random()
 #: OpenTelemetry's SDK makes its ids with `random.getrandbits` too: ids must be
@@ -117,7 +114,8 @@ def incoming(headers: Mapping[str, str] | None) -> tuple[TraceContext | None, st
     legacy = headers.get(TRACE_ID_HEADER)
     if legacy is None or (parent is not None and legacy == parent.trace_id):
         return parent, None
-    return parent, legacy if _LEGACY_ID.fullmatch(legacy) else None
+    # Kept only when short and made of what ids use: it is echoed in replies and logs.
+    return parent, legacy if TRACE_ID.fullmatch(legacy) else None
 
 
 def headers_for(trace: TraceContext, trace_id: str) -> dict[str, str]:

@@ -38,6 +38,7 @@ from aegis_actors._mgmt.models import ServicePage
 from aegis_actors._models import format_timestamp, utc_now
 from aegis_actors._pagination import DEFAULT_PAGE, MAX_PAGE
 from aegis_actors._subjects import check_namespace
+from aegis_actors._text import printable, printable_json
 
 URL_ENV: Final = "AEGIS_NATS_URL"
 NAMESPACE_ENV: Final = "AEGIS_NAMESPACE"
@@ -268,17 +269,25 @@ def report_error(args: argparse.Namespace, error: ServiceError) -> None:
         envelope = {"ok": False, "status": error.status, "error": error.to_dict()}
         print(to_json(envelope).decode())
         return
-    print(f"aegis: {error.status} {error.code}: {error.message}", file=sys.stderr)
+    # The message may quote what another client stored: escaped, like every output.
+    print(f"aegis: {error.status} {error.code}: {printable(error.message)}", file=sys.stderr)
     if "field" in error.details:
-        print(
-            f"  field: {error.details['field']}, value: {error.details.get('value')!r}",
-            file=sys.stderr,
-        )
+        field = printable(str(error.details["field"]))
+        print(f"  field: {field}, value: {error.details.get('value')!r}", file=sys.stderr)
 
 
 def console() -> Console:
     """Rich output to the current stdout (which tests may have replaced)."""
     return Console(file=sys.stdout, highlight=False)
+
+
+def shown(value: object, **style: Any) -> Text:
+    """A value from the fleet as a cell: never read as markup, escaped where a terminal would act.
+
+    Data stored before the text rules, or written straight into KV by another
+    client, may hold ESC sequences, CR or bidi overrides (docs/reference/cli.md).
+    """
+    return Text(printable(str(value)), **style)
 
 
 def table(*columns: str, no_wrap: tuple[str, ...] = ()) -> Table:
@@ -293,9 +302,9 @@ def table(*columns: str, no_wrap: tuple[str, ...] = ()) -> Table:
 
 
 def print_json(raw: bytes | Any) -> None:
-    """Print a reply as received (bytes) or a value as JSON."""
+    """Print a reply as received (bytes) or a value as JSON, what a terminal acts on escaped."""
     data = raw if isinstance(raw, bytes) else to_json(raw, by_alias=True)
-    print(data.decode())
+    print(printable_json(data.decode(errors="backslashreplace")))
 
 
 def age(moment: datetime) -> str:
@@ -349,4 +358,4 @@ def print_page(rows: Table, next_cursor: str | None) -> None:
     out = console()
     out.print(rows)
     if next_cursor is not None:
-        out.print(Text(f"more: add --cursor {next_cursor}, or --all"))
+        out.print(shown(f"more: add --cursor {next_cursor}, or --all"))

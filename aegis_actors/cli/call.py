@@ -11,6 +11,7 @@ from pydantic_core import from_json, to_json
 from aegis_actors._client import Client
 from aegis_actors._errors import AegisError, NatsUnavailableError, ServiceError
 from aegis_actors._eventloop import run
+from aegis_actors._text import printable, printable_json
 from aegis_actors.cli._client import (
     EXIT_FAILED,
     EXIT_NO_NATS,
@@ -69,12 +70,12 @@ def main(args: argparse.Namespace) -> int:
             print(f"aegis: {exc}", file=sys.stderr)
             return EXIT_NO_NATS
         except AegisError as exc:
-            print(f"aegis: {exc}", file=sys.stderr)
+            print(f"aegis: {printable(str(exc))}", file=sys.stderr)
             return EXIT_FAILED
         if args.json:
             print_json(reply)
         else:
-            print(to_json(reply.get("data"), indent=2).decode())
+            print(printable_json(to_json(reply.get("data"), indent=2).decode()))
         return 0
 
     return run(call)

@@ -10,6 +10,7 @@ from pydantic_core import to_json
 from rich.live import Live
 
 from aegis_actors._eventloop import run
+from aegis_actors._text import printable_json
 from aegis_actors._top import FleetSampler, render
 from aegis_actors.cli._client import client_options, connect_or_report, console, seconds
 
@@ -42,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
                 await anyio.sleep(args.interval)
                 view = await sampler.sample()
                 if args.json:
-                    print(to_json(view, by_alias=True).decode())
+                    print(printable_json(to_json(view, by_alias=True).decode()))
                 else:
                     console().print(render(view))
                 return 0
