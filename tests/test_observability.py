@@ -215,6 +215,13 @@ class TestMetrics:
         assert moved("aegis_requests_total", **pricing) == 5
         assert moved("aegis_request_errors_total", **pricing, code="NOT_FOUND") == 1
         assert moved("aegis_calls_total", service="order-service") == 8
+        for target in ("pricing-service", "risk-service"):
+            calls = {"service": "order-service", "target": target}
+            assert moved("aegis_calls_total", **calls) == 4
+            assert moved("aegis_call_duration_seconds_count", **calls) == 4
+            assert moved("aegis_call_duration_seconds_bucket", **calls, le="+Inf") == 4
+        client = {"service": "", "target": "pricing-service"}
+        assert moved("aegis_call_errors_total", **client, code="NOT_FOUND") == 1
         assert moved("aegis_events_published_total", subject="events.order.created") == 3
         assert moved("trading_orders_total", service="order-service", outcome="accepted") == 3
         assert moved("trading_orders_total", outcome="rejected") == 1

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 import anyio
@@ -54,6 +54,7 @@ from aegis_actors._requester import Requester
 from aegis_actors._subjects import Subjects, check_method_name, check_service_name
 from aegis_actors._telemetry import tracked
 from aegis_actors._telemetry.context import headers_for, new_root
+from aegis_actors._telemetry.histogram import LatencyHistogram
 from aegis_actors._telemetry.state import TELEMETRY
 from aegis_actors._transport import Msg, NatsClient
 from aegis_actors._wire import (
@@ -103,6 +104,16 @@ class _Tally:
     calls: int = 0
     failures: int = 0
     total_ns: int = 0
+
+
+@dataclass(slots=True)
+class TargetTally:
+    """What one caller's calls to one service did (for `/metrics`)."""
+
+    calls: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    """Calls that raised, by error code (or exception type)."""
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +184,8 @@ class Caller:
         self.calls = 0
         self.failed = 0
         self.retries = 0
+        self.targets: dict[str, TargetTally] = {}
+        """Calls, errors and latency by called service (kept with metrics or tracing on)."""
         self.owner: str | None = None
         """The service whose instance calls through this caller (None: a `Client`)."""
         self.instance_id = ""
@@ -204,23 +217,42 @@ class Caller:
                 are not JSON or too large for the server.
         """
         tracing = TELEMETRY.tracing
-        if tracing is None:
+        if tracing is None and not TELEMETRY.metrics:
             return await self._call(
                 service, method, params, timeout, idempotent, discovery, envelope, None
             )
-        sending = tracing.send(self.owner, f"{service}/{method}", _call_attributes(service, method))
+        # Metrics and spans: around the call, so the call body stays the hot path's.
+        sending = (
+            None
+            if tracing is None
+            else tracing.send(self.owner, f"{service}/{method}", _call_attributes(service, method))
+        )
+        target = self.targets.get(service) or self._new_target(service)
+        target.calls += 1
+        started = time.perf_counter_ns()
+        code: str | None = None
         try:
-            result = await self._call(
+            return await self._call(
                 service, method, params, timeout, idempotent, discovery, envelope, sending
             )
         except ServiceError as exc:
-            sending.end(exc.code)
+            code = exc.code
             raise
         except BaseException as exc:
-            sending.end(type(exc).__name__)
+            code = type(exc).__name__
             raise
-        sending.end()
-        return result
+        finally:
+            target.latency.observe_ns(time.perf_counter_ns() - started)
+            if code is not None:
+                target.errors[code] = target.errors.get(code, 0) + 1
+            if sending is not None:
+                sending.end(code)
+
+    def _new_target(self, service: str) -> TargetTally:
+        if len(self.targets) >= MAX_TRACKED_INSTANCES:
+            self.targets.clear()
+        tally = self.targets[service] = TargetTally()
+        return tally
 
     async def _call(
         self,

@@ -52,6 +52,25 @@ class _Family:
         return family
 
 
+class _Histograms:
+    """Latency histograms summed by label values."""
+
+    def __init__(self, name: str, help_: str, labels: Iterable[str]) -> None:
+        self.family = HistogramMetricFamily(name, help_, labels=tuple(labels))
+        self.summed: dict[tuple[str, ...], LatencyHistogram] = {}
+
+    def add(self, labels: tuple[str, ...], histogram: LatencyHistogram) -> None:
+        into = self.summed.get(labels)
+        if into is None:
+            into = self.summed[labels] = LatencyHistogram()
+        into.merge(histogram)
+
+    def metric(self) -> Metric:
+        for labels, histogram in self.summed.items():
+            self.family.add_metric(list(labels), histogram.cumulative(), histogram.sum_ns / 1e9)
+        return self.family
+
+
 def _counter(name: str, help_: str, *labels: str) -> _Family:
     return _Family(CounterMetricFamily, name, help_, labels)
 
@@ -91,10 +110,10 @@ class RuntimeCollector(Collector):
         published = _counter(
             "aegis_events_published", "Events published, by subject.", *_SERVER, "subject"
         )
-        latency = HistogramMetricFamily(
+        latency = _Histograms(
             "aegis_request_duration_seconds",
             "Time from taking a request from the mailbox to sending its reply, by method.",
-            labels=(*_SERVER, "method"),
+            (*_SERVER, "method"),
         )
         for instance_id, server in list(tracked.SERVERS.items()):
             own = (server.service.service_name, instance_id)
@@ -115,27 +134,39 @@ class RuntimeCollector(Collector):
                 published.add((*own, subject), count)
             histograms: dict[str, LatencyHistogram] = dispatcher.latency
             for method, histogram in histograms.items():
-                latency.add_metric([*own, method], histogram.cumulative(), histogram.sum_ns / 1e9)
+                latency.add((*own, method), histogram)
         for family in (requests, errors, in_flight, mailbox, capacity, published):
             yield family.metric()
-        yield latency
+        yield latency.metric()
 
     def _callers(self) -> Iterator[Metric]:
         calls = _counter(
-            "aegis_calls", "Calls made with call(), by the calling instance.", *_SERVER
+            "aegis_calls", "Calls made with call(), by called service.", *_SERVER, "target"
         )
-        failed = _counter(
-            "aegis_call_failures", "Calls that raised (error replies included).", *_SERVER
+        errors = _counter(
+            "aegis_call_errors",
+            "Calls that raised (error replies included), by called service and error code.",
+            *_SERVER,
+            "target",
+            "code",
         )
         retries = _counter(
             "aegis_call_retries", "Attempts after a call's first (failover, retry).", *_SERVER
         )
+        latency = _Histograms(
+            "aegis_call_duration_seconds",
+            "Time a call() took, retries included, by called service.",
+            (*_SERVER, "target"),
+        )
         for caller in list(tracked.CALLERS):
             own = (caller.owner or "", caller.instance_id)
-            calls.add(own, caller.calls)
-            failed.add(own, caller.failed)
             retries.add(own, caller.retries)
-        for family in (calls, failed, retries):
+            for target, tally in list(caller.targets.items()):
+                calls.add((*own, target), tally.calls)
+                for code, count in tally.errors.items():
+                    errors.add((*own, target, code), count)
+                latency.add((*own, target), tally.latency)
+        for family in (calls, errors, retries, latency):
             yield family.metric()
 
     def _actors(self) -> Iterator[Metric]:

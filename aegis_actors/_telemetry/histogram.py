@@ -47,6 +47,11 @@ class LatencyHistogram:
         self.counts[bisect_left(_BOUNDS_NS, elapsed_ns)] += 1
         self.sum_ns += elapsed_ns
 
+    def merge(self, other: LatencyHistogram) -> None:
+        """Add `other`'s counts and sum to these."""
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.sum_ns += other.sum_ns
+
     def cumulative(self) -> list[tuple[str, float]]:
         """`(le, count)` pairs as Prometheus wants them, `+Inf` last."""
         buckets = []
