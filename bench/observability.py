@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Any
 
 import anyio
 import nats
@@ -29,12 +28,10 @@ from aegis_actors import (
     InstanceSettings,
     LogFormat,
     NatsServer,
-    ServiceActor,
     Subjects,
     TracingSettings,
     configure_logging,
     enable_tracing,
-    rpc,
     run,
     serve_metrics,
     start_instance,
@@ -42,20 +39,11 @@ from aegis_actors import (
 from aegis_actors._requester import Requester
 from bench._load import Run, load, median_run
 from bench._report import ratio, table
+from bench.rpc import BODY, TIMEOUT, Echo  # the same endpoint and load as bench/rpc.py
 
 KINDS = ("off", "metrics", "traced", "sampled")
-BODY = b'{"symbol": "ACME", "quantity": 100, "side": "buy"}'
 PLAN = ((1, 2_000), (10, 10_000), (100, 20_000))  # (in flight, requests)
 ROUNDS = 3
-TIMEOUT = 5.0
-
-
-class Echo(ServiceActor):
-    service_name = "bench-echo"
-
-    @rpc
-    async def echo(self, params: dict[str, Any]) -> dict[str, Any]:
-        return params
 
 
 def namespace(kind: str) -> str:
