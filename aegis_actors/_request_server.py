@@ -133,6 +133,12 @@ class RequestServer:
         self._tg: TaskGroup | None = None
         self.published: dict[str, int] = {}
         """Events published by the service, by subject (`/metrics`)."""
+        self.leadership_changes = 0
+        """Times the instance became ACTIVE or stopped being it (`/metrics`)."""
+        self.events_handled: dict[str, int] = {}
+        """Events handled (the handler returned or raised), by handler (`/metrics`)."""
+        self.event_errors: dict[str, int] = {}
+        """Events whose handler raised, by handler (`/metrics`)."""
 
     @property
     def nats(self) -> NatsClient:
@@ -388,6 +394,7 @@ class RequestServer:
         if leadership.active == self._told_active:
             return
         self._told_active = leadership.active
+        self.leadership_changes += 1
         service.actor_log.info(
             "leadership changed", active=leadership.active, revision=leadership.revision
         )
@@ -448,10 +455,12 @@ class RequestServer:
         token = _current_request.set(context)
         logged = LOG_TRACE_ID.set(context.trace_id), LOG_METHOD.set(method)
         code = None
+        self.events_handled[method] = self.events_handled.get(method, 0) + 1
         try:
             await handler.func(service, *(() if handler.payload is None else (payload,)))
         except Exception as exc:
             code = type(exc).__name__
+            self.event_errors[method] = self.event_errors.get(method, 0) + 1
             service.actor_log.exception(
                 "event handler failed", subject=subject, trace_id=context.trace_id
             )

@@ -229,6 +229,10 @@ class TestMetrics:
         assert moved("trading_quotes_total", service="pricing-service", symbol="ACME") == 4
         assert moved("trading_quote_age_seconds_count", service="order-service") == 4
         assert total(after, "aegis_mailbox_capacity", service="order-service") > 0
+        assert total(after, "aegis_heartbeats_total", service="order-service") >= 1
+        active = {"service": "order-service", "status": "ACTIVE"}
+        assert total(after, "aegis_instance_status", **active) == 1
+        assert total(after, "aegis_instance_status", service="order-service") == 1
         assert "aegis_actor_restarts_total" in before or "aegis_dead_letters_total" in before
 
     async def test_aegis_run_serves_metrics_on_the_port_given(
@@ -243,6 +247,51 @@ class TestMetrics:
             samples = await scrape(found.group(1))
             process.terminate()
         assert total(samples, "aegis_requests_total", service="hello", method="hi") == 1
+
+
+class Solo(ServiceActor):
+    """One ACTIVE instance in its group; an event handler that fails when told to."""
+
+    service_name = "solo"
+    sticky_active_group = "main"
+    active: anyio.Event
+    handled: anyio.Event
+
+    async def on_leadership_changed(self, active: bool) -> None:
+        if active:
+            self.active.set()
+
+    @event("events.solo.ping", broadcast=True)
+    async def on_ping(self, payload: dict[str, bool]) -> None:
+        if payload["fail"]:
+            self.handled.set()
+            raise RuntimeError("told to fail")
+
+
+class TestLeadershipAndEventMetrics:
+    """Leadership (active, fencing revision, changes) and event handling show on `/metrics`."""
+
+    async def test_an_active_instance_and_its_handled_and_failed_events(
+        self, instance_settings: InstanceSettings, nats_client: NatsClient, namespace: str
+    ) -> None:
+        Solo.active, Solo.handled = anyio.Event(), anyio.Event()
+        async with serve_metrics(port=0) as url, ActorSystem() as system:
+            await start_instance(system, Solo, instance_settings)
+            with anyio.fail_after(10):
+                await Solo.active.wait()
+            subject = Subjects(namespace).event("events.solo.ping")
+            await nats_client.publish(subject, b'{"fail": false}')
+            await nats_client.publish(subject, b'{"fail": true}')
+            with anyio.fail_after(5):
+                await Solo.handled.wait()
+            samples = await scrape(url)
+        group = {"service": "solo", "group": "main"}
+        assert total(samples, "aegis_leadership_active", **group) == 1
+        assert total(samples, "aegis_leadership_changes_total", **group) == 1
+        assert total(samples, "aegis_leadership_revision", **group) >= 1
+        handler = {"service": "solo", "handler": "on_ping"}
+        assert total(samples, "aegis_events_handled_total", **handler) == 2
+        assert total(samples, "aegis_event_handler_errors_total", **handler) == 1
 
 
 class _Ended(SpanProcessor):

@@ -20,6 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from aegis_actors._registry.models import InstanceStatus
 from aegis_actors._telemetry import tracked
 from aegis_actors._telemetry.histogram import LatencyHistogram
 
@@ -110,6 +111,36 @@ class RuntimeCollector(Collector):
         published = _counter(
             "aegis_events_published", "Events published, by subject.", *_SERVER, "subject"
         )
+        handled = _counter(
+            "aegis_events_handled", "Events handed to a handler, by handler.", *_SERVER, "handler"
+        )
+        handler_errors = _counter(
+            "aegis_event_handler_errors", "Events whose handler raised.", *_SERVER, "handler"
+        )
+        status = _gauge(
+            "aegis_instance_status",
+            "1 for the instance's status (ACTIVE, STANDBY, UNHEALTHY), 0 for the others.",
+            *_SERVER,
+            "status",
+        )
+        changes = _counter(
+            "aegis_leadership_changes",
+            "Times the instance became ACTIVE in its sticky-active group or stopped being it.",
+            *_SERVER,
+            "group",
+        )
+        active = _gauge(
+            "aegis_leadership_active",
+            "1 while the instance is the ACTIVE one of its sticky-active group.",
+            *_SERVER,
+            "group",
+        )
+        fencing = _gauge(
+            "aegis_leadership_revision",
+            "The fencing revision (token) of the instance's leadership, while ACTIVE.",
+            *_SERVER,
+            "group",
+        )
         latency = _Histograms(
             "aegis_request_duration_seconds",
             "Time from taking a request from the mailbox to sending its reply, by method.",
@@ -132,12 +163,41 @@ class RuntimeCollector(Collector):
             capacity.add(own, queued.capacity)
             for subject, count in server.published.items():
                 published.add((*own, subject), count)
+            for handler, count in server.events_handled.items():
+                handled.add((*own, handler), count)
+            for handler, count in server.event_errors.items():
+                handler_errors.add((*own, handler), count)
+            current = server.wiring.status.value
+            for each in InstanceStatus:
+                status.add((*own, each.value), float(each is current))
+            leadership = server.wiring.leadership.value
+            if leadership is not None:
+                group = (*own, leadership.group)
+                changes.add(group, server.leadership_changes)
+                active.add(group, float(leadership.active))
+                if leadership.active and leadership.revision is not None:
+                    fencing.add(group, leadership.revision)
             histograms: dict[str, LatencyHistogram] = dispatcher.latency
             for method, histogram in histograms.items():
                 latency.add((*own, method), histogram)
-        for family in (requests, errors, in_flight, mailbox, capacity, published):
+        for family in (
+            requests, errors, in_flight, mailbox, capacity, published, handled,
+            handler_errors, status, changes, active, fencing, latency,
+        ):  # fmt: skip
             yield family.metric()
-        yield latency.metric()
+        yield from self._heartbeats()
+
+    def _heartbeats(self) -> Iterator[Metric]:
+        written = _counter("aegis_heartbeats", "Heartbeats written to the registry.", *_SERVER)
+        failed = _counter(
+            "aegis_heartbeat_failures", "Heartbeats the registry did not take.", *_SERVER
+        )
+        for instance_id, heartbeat in list(tracked.HEARTBEATS.items()):
+            own = (heartbeat.instance.service_name, instance_id)
+            written.add(own, heartbeat.beats)
+            failed.add(own, heartbeat.failed_beats)
+        yield written.metric()
+        yield failed.metric()
 
     def _callers(self) -> Iterator[Metric]:
         calls = _counter(

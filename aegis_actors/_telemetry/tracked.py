@@ -13,6 +13,8 @@ from weakref import WeakSet, WeakValueDictionary
 
 #: instance id -> its `RequestServer` (the latest: a restarted service replaces it).
 SERVERS: Final[WeakValueDictionary[str, Any]] = WeakValueDictionary()
+#: instance id -> its `HeartbeatActor` (heartbeats written and failed).
+HEARTBEATS: Final[WeakValueDictionary[str, Any]] = WeakValueDictionary()
 #: Every `Caller` (one per instance, one per `Client`).
 CALLERS: Final[WeakSet[Any]] = WeakSet()
 #: Every `Supervisor`.
