@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aegis_actors._buckets import Buckets
+from aegis_actors._events.settings import EventsSettings
 from aegis_actors._subjects import Subjects
 
 #: Seconds a JetStream (KV) request may take before it counts as unavailable.
@@ -38,3 +39,5 @@ class Instance:
     """The service's sticky-active group: one instance of it is ACTIVE, the others STANDBY."""
     kv_timeout: float = DEFAULT_KV_TIMEOUT
     """Seconds a KV operation may take."""
+    events: EventsSettings = field(default_factory=EventsSettings)
+    """The limits of the event streams this instance makes (`[events]`)."""
