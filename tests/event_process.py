@@ -13,7 +13,7 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aegis_actors import (  # noqa: E402
+from aegis_actors import (
     ActorSystem,
     ConnectionSettings,
     InstanceSettings,
@@ -21,7 +21,7 @@ from aegis_actors import (  # noqa: E402
     configure_logging,
     start_instance,
 )
-from tests.event_services import IdempotentLedger  # noqa: E402
+from tests.event_services import IdempotentLedger
 
 
 async def main(url: str, namespace: str) -> None:

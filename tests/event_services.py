@@ -53,7 +53,12 @@ class Ledger(ServiceActor):
             journal.record("failed", entry.n, context.delivered)
             raise RuntimeError(f"entry {entry.n} is poison")
         journal.record(
-            "entry", self.instance_id, entry.n, context.delivered, context.sequence, context.replayed
+            "entry",
+            self.instance_id,
+            entry.n,
+            context.delivered,
+            context.sequence,
+            context.replayed,
         )
 
 
