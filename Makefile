@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install aegis-actors with its dev tools (quick when done)
 
-lint: install ## ruff (format check + lint) and mypy --strict
+lint: install ## ruff (format check + lint) and mypy --strict (the package and the docs examples)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy aegis_actors
+	$(BIN)/mypy docs/examples
 
 format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .

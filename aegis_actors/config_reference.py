@@ -1,8 +1,9 @@
-"""The config-file reference in the README, generated from the models (never written twice).
+"""The config-file reference, docs/reference/config.md, generated from the models.
 
-`python -m aegis_actors.config_reference` prints it; `--write README.md`
-replaces the text between the reference markers. A test fails when the
-README and the models disagree.
+The tables are built from the pydantic models' field descriptions, so they are
+never written twice. `python -m aegis_actors.config_reference` prints them;
+`--write docs/reference/config.md` replaces the text between the reference
+markers of that page. A test fails when the page and the models disagree.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def _submodel(annotation: Any) -> type[BaseModel] | None:
 
 def _section(title: str, model: type[BaseModel], out: list[str]) -> None:
     doc = (model.__doc__ or "").strip().split("\n")[0]
-    out += [f"#### `{title}`", "", doc, "", "| key | type | default | meaning |"]
+    out += [f"## `{title}`", "", doc, "", "| key | type | default | meaning |"]
     out.append("| --- | --- | --- | --- |")
     nested: list[tuple[str, type[BaseModel]]] = []
     # A model's own fields first: `class` before what every service shares.

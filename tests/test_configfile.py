@@ -10,7 +10,6 @@ import pytest
 from aegis_actors import ConfigError, Strategy
 from aegis_actors._config_file import ENV_OVERRIDES, load_config
 from aegis_actors._runtime import plan_fleet
-from aegis_actors.config_reference import BEGIN, END, reference
 
 HELLO = '[[services]]\nclass = "tests.fleet_services:Hello"\n'
 
@@ -229,28 +228,6 @@ class TestMistakes:
         lines = str(info.value).splitlines()
         assert len(lines) == 2
         assert all(line.startswith(str(path)) for line in lines)
-
-
-class TestReference:
-    """The README's config reference is the one generated from the models."""
-
-    def test_readme_matches_the_models(self) -> None:
-        readme = (Path(__file__).parent.parent / "README.md").read_text()
-        generated = f"{BEGIN}\n\n{reference()}\n{END}"
-        assert generated in readme, (
-            "README.md is out of date: run `python -m aegis_actors.config_reference --write "
-            "README.md`"
-        )
-
-    def test_every_field_is_documented(self) -> None:
-        text = reference()
-        assert "| `class` |" in text
-        assert "[services.heartbeat]" in text
-        assert "| meaning |" in text
-        rows = [line for line in text.splitlines() if line.startswith("| `")]
-        assert all(not line.rstrip().endswith("|  |") for line in rows), (
-            "a field lacks a description"
-        )
 
 
 class TestShippedConfigs:

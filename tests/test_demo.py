@@ -1,4 +1,4 @@
-"""The showcase tour (`make demo`) runs to completion."""
+"""The showcase tour (`make demo`) runs to completion and shows what it says."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ async def test_the_tour_runs_to_completion() -> None:
     out = result.stdout.decode()
     assert result.returncode == 0, out + result.stderr.decode()
     assert "created order-service" in out
+    # The whole CRUD of a definition, with the stale update refused.
+    assert "create  audit-service: 201, revision 4" in out
+    assert "get     audit-service: owner compliance, version 1.0.0, revision 4" in out
+    assert "update  audit-service at revision 4: version 1.1.0, revision 5" in out
+    assert "update  audit-service at revision 4 again: 409 REVISION_CONFLICT, it is at 5" in out
+    assert "delete  audit-service at revision 5: 204; get: 404" in out
     assert "20/20 calls succeeded right after the kill" in out
     assert "placed 26 orders (25 accepted, 1 rejected by risk):" in out
     assert "6 one by one, then 20 right after an instance was killed" in out

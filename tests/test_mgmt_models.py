@@ -250,6 +250,6 @@ class TestListAndInstanceIds:
 
 
 def test_a_key_sent_twice_keeps_its_last_value() -> None:
-    """Documented, not refused (README): checking for duplicates would cost every request."""
+    """Documented, not refused (docs/reference/management-api.md): checking for duplicates would cost every request."""
     body = b'{"serviceName":"aaa","serviceName":"orders","owner":"x","version":"1.0.0"}'
     assert CreateService.model_validate_json(body).service_name == "orders"

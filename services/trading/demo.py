@@ -4,9 +4,10 @@ Without `--url` it starts the fleet of `config/showcase.toml` in this process
 (with an embedded nats-server on a free port), tours it, and stops it. With
 `--url` it tours a fleet already running there (`aegis run
 config/showcase.toml` in another terminal). The tour defines the services,
-places orders through discovery, starts one more order-service instance in a
-separate process, kills it with SIGKILL in the middle of the traffic, and
-shows that every call still succeeds.
+manages one more definition through its whole life (create, get, update, a
+stale update refused, delete), places orders through discovery, starts one
+more order-service instance in a separate process, kills it with SIGKILL in
+the middle of the traffic, and shows that every call still succeeds.
 """
 
 from __future__ import annotations
@@ -73,6 +74,53 @@ async def define_services(mgmt: ManagementClient) -> None:
             if exc.code != "ALREADY_EXISTS":
                 raise
             console.print(f"  {name} was already defined")
+
+
+async def definition_lifecycle(mgmt: ManagementClient) -> None:
+    """Create, read, update and delete a definition; a stale update is refused."""
+    step("One definition's life: create, get, update, a stale update refused, delete")
+    name = "audit-service"
+    try:
+        created = await mgmt.create_service(
+            name, owner="compliance", version="1.0.0", description="Keeps an audit trail."
+        )
+    except ServiceError as exc:  # left by an earlier tour of the same fleet
+        if exc.code != "ALREADY_EXISTS":
+            raise
+        await mgmt.delete_service(name)
+        created = await mgmt.create_service(
+            name, owner="compliance", version="1.0.0", description="Keeps an audit trail."
+        )
+    console.print(f"  create  {name}: 201, revision {created.revision}")
+    got = await mgmt.get_service(name)
+    definition = got.definition
+    console.print(
+        f"  get     {name}: owner {definition.owner}, version {definition.version}, "
+        f"revision {got.revision}"
+    )
+    updated = await mgmt.update_service(name, got.revision, version="1.1.0")
+    console.print(
+        f"  update  {name} at revision {got.revision}: version "
+        f"{updated.definition.version}, revision {updated.revision}"
+    )
+    try:
+        await mgmt.update_service(name, got.revision, version="1.2.0")
+    except ServiceError as exc:
+        if exc.code != "REVISION_CONFLICT":
+            raise
+        console.print(
+            f"  update  {name} at revision {got.revision} again: [red]{exc.status} "
+            f"{exc.code}[/], it is at {exc.details['currentRevision']}"
+        )
+    else:
+        raise RuntimeError("a stale update was accepted")
+    await mgmt.delete_service(name, updated.revision)
+    try:
+        await mgmt.get_service(name)
+    except ServiceError as exc:
+        console.print(f"  delete  {name} at revision {updated.revision}: 204; get: {exc.status}")
+    else:
+        raise RuntimeError("a deleted definition is still there")
 
 
 async def show_instances(mgmt: ManagementClient) -> int:
@@ -176,6 +224,7 @@ async def tour(url: str, namespace: str = "") -> bool:
                                    ("risk-service", 2)):  # fmt: skip
                 await client.wait_for_instances(service, count, timeout=20.0)
             await define_services(mgmt)
+            await definition_lifecycle(mgmt)
             await show_instances(mgmt)
             placed = await place_orders(client)
             after_kill, retries = await failover(client, url, namespace)
@@ -186,7 +235,9 @@ async def tour(url: str, namespace: str = "") -> bool:
     orders = placed + after_kill
     accepted = sum(1 for o in orders if o["status"] == "accepted")
     console.print(
-        f"  defined {len(DEFINITIONS)} services; placed {len(orders)} orders "
+        f"  defined {len(DEFINITIONS)} services, and took one more through create, get,\n"
+        "  update, a refused stale update and delete;\n"
+        f"  placed {len(orders)} orders "
         f"({accepted} accepted, {len(orders) - accepted} rejected by risk):\n"
         f"  {len(placed)} one by one, then {len(after_kill)} right after an instance was "
         f"killed\n  (none failed, {retries} retried); all over plain NATS request-reply."

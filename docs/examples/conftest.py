@@ -1,0 +1,2 @@
+# conftest.py
+pytest_plugins = ["aegis_actors.testing"]
