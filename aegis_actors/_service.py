@@ -45,6 +45,7 @@ from aegis_actors._configuration.binding import ConfigurationBinding
 from aegis_actors._discovery.caller import CallOptions
 from aegis_actors._dispatch import Request, current_request
 from aegis_actors._events.publish import Published
+from aegis_actors._events.runner import CoreEvent
 from aegis_actors._instance import Instance
 from aegis_actors._leadership.models import Leadership
 from aegis_actors._models import check_version
@@ -291,6 +292,9 @@ class ServiceActor(Actor):
     async def on_receive(self, message: Any) -> Any:
         if type(message) is Request:  # the hot path: one test
             await self._actor_server.dispatcher.serve(message)
+            return None
+        if type(message) is CoreEvent:  # the hot path of events
+            await self._actor_server.events.serve_core(message)
             return None
         if type(message) in SERVER_MESSAGES:
             return await self._actor_server.receive(message)
