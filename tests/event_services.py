@@ -91,6 +91,11 @@ class Audit(ServiceActor):
     async def on_entry(self, entry: Entry) -> None:
         self.journal.record("audit", self.instance_id, entry.n)
 
+    async def on_message(self, message: Any) -> Any:
+        if message == "crash":
+            raise RuntimeError("crash on request")
+        return await super().on_message(message)
+
 
 class Slow(ServiceActor):
     """Runs up to three entries at once; each waits for the test to open its gate."""

@@ -21,8 +21,11 @@ from aegis_actors import (
     DiscoverySettings,
     EventNotStoredError,
     EventsSettings,
+    HeartbeatSettings,
     InstanceSettings,
+    LeadershipSettings,
     NatsServer,
+    WhichChildren,
     start_instance,
 )
 from aegis_actors.cli import build_parser
@@ -347,6 +350,35 @@ class TestReplay:
             await journal.wait_for(lambda _: len(handled(journal)) == 6)
         assert handled(journal) == [0, 1, 2, 0, 1, 2]
 
+    async def test_reset_to_a_time_or_a_sequence(
+        self,
+        client: Client,
+        settings: InstanceSettings,
+        journal: Journal,
+        nats_url: str,
+        nats_client: NatsClient,
+    ) -> None:
+        async with ActorSystem() as system:
+            await start_instance(system, Ledger, settings)
+            for n in range(4):
+                await client.publish_event(ADDED, {"n": n}, durable=True)
+            await journal.wait_for(lambda _: len(handled(journal)) == 4)
+            third = await nats_client.jetstream().get_msg(
+                f"{settings.namespace}-events-ledger", seq=3
+            )
+            assert third.time is not None
+            moment = third.time.isoformat()
+            code, reset = await cli(
+                nats_url, settings.namespace, "reset", "ledger", "--", "--time", moment
+            )
+            assert (code, reset["data"]["items"][0]["sequence"]) == (0, 3), reset
+            await journal.wait_for(lambda _: len(handled(journal)) == 6)
+            code, _ = await cli(
+                nats_url, settings.namespace, "reset", "ledger", "--", "--sequence", "4"
+            )
+            await journal.wait_for(lambda _: len(handled(journal)) == 7)
+        assert handled(journal) == [0, 1, 2, 3, 2, 3, 3]
+
 
 class TestFaults:
     """What is acknowledged is kept through crashes of instances and of the server."""
@@ -425,3 +457,52 @@ class TestSettings:
         info = await nats_client.jetstream().stream_info(f"{namespace}-events-ledger")
         assert (info.config.max_age, info.config.max_msgs) == (3600, 1000)
         assert info.config.num_replicas == 1  # one server: one copy
+
+
+class TestSupervision:
+    """The events actor follows its service: a restart, a step down, a failover."""
+
+    async def test_a_restarted_service_replays_its_broadcast_handler_from_the_start(
+        self, client: Client, settings: InstanceSettings, journal: Journal
+    ) -> None:
+        for n in range(3):
+            await client.publish_event(ADDED, {"n": n}, durable=True)
+        async with ActorSystem() as system:
+            running = await start_instance(system, Audit, settings)
+            await journal.wait_for(lambda _: len(journal.of("audit")) == 3)
+            children = await running.ref.ask(WhichChildren())
+            (service,) = [c.ref for c in children if c.id == "service"]
+            with watch_logs() as logs:
+                await service.tell("crash")  # Audit.on_message raises: the service restarts
+                await logs.wait_event("restarting child")
+            # Its state is gone with it: the handler sees the whole stream again.
+            await journal.wait_for(lambda _: len(journal.of("audit")) == 6)
+            await client.publish_event(ADDED, {"n": 3}, durable=True)
+            await journal.wait_for(lambda _: len(journal.of("audit")) == 7)
+        assert [e[2] for e in journal.of("audit")] == [0, 1, 2, 0, 1, 2, 3]
+
+    async def test_only_the_active_instance_of_a_sticky_active_group_takes_shared_events(
+        self, client: Client, settings: InstanceSettings, journal: Journal
+    ) -> None:
+        group = settings.model_copy(
+            update={
+                "sticky_active_group": "books",
+                "registration": True,
+                "heartbeat": HeartbeatSettings(ttl=2, interval=0.5),
+                "leadership": LeadershipSettings(ttl=2, interval=0.5, margin=0.5),
+            }
+        )
+        async with ActorSystem() as system:
+            first = await start_instance(system, Ledger, group)
+            second = await start_instance(system, Ledger, group)
+            for n in range(20):
+                await client.publish_event(ADDED, {"n": n}, durable=True)
+            await journal.wait_for(lambda _: len(handled(journal)) == 20)
+            (active,) = {e[1] for e in journal.of("entry")}
+            assert active in (first.instance_id, second.instance_id)
+            # The ACTIVE one stops: the standby takes over, and the events with it.
+            await system.stop(first.ref if active == first.instance_id else second.ref)
+            await client.publish_event(ADDED, {"n": 20}, durable=True)
+            await journal.wait_for(lambda _: 20 in handled(journal), timeout=10)
+        assert journal.of("entry")[-1][1] != active
+        assert sorted(handled(journal)) == list(range(21))
