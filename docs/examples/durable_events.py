@@ -44,9 +44,9 @@ async def main(url: str) -> None:
     with seen, received:
         async with Client(url=url) as client:
             # No ledger instance runs yet: the stream keeps the events.
-            for payment in ({"id": "p-1", "amount": 10}, {"id": "p-2", "amount": 5000}):
+            for payment in (Payment(id="p-1", amount=10), Payment(id="p-2", amount=5000)):
                 await client.publish_event(
-                    "events.payment.received", payment, durable=True, event_id=payment["id"]
+                    "events.payment.received", payment, durable=True, event_id=payment.id
                 )
             again = await client.publish_event(
                 "events.payment.received", {"id": "p-1", "amount": 10}, event_id="p-1"
