@@ -38,6 +38,7 @@ from aegis_actors._dispatch import (
     Unrouted,
 )
 from aegis_actors._endpoints import endpoints_of
+from aegis_actors._errors import MailboxFullError
 from aegis_actors._events.consumer import ServiceStarted, ServingChanged
 from aegis_actors._events.runner import (
     CoreEvent,
@@ -285,7 +286,11 @@ class RequestServer:
 
             def on_event(handler: Any) -> Any:
                 async def tell(msg: Msg) -> None:
-                    await ref.tell(CoreEvent(msg.subject, msg.data, msg.headers, handler))
+                    event = CoreEvent(msg.subject, msg.data, msg.headers, handler)
+                    try:
+                        ref.tell_nowait(event)  # no coroutine while there is room
+                    except MailboxFullError:
+                        await ref.tell(event)
 
                 return tell
 

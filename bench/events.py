@@ -16,7 +16,9 @@ Run: `python -m bench.events` (asyncio, then uvloop on both sides when installed
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -45,8 +47,9 @@ from bench._report import ratio, table
 BODY = b'{"symbol": "ACME", "side": "buy", "quantity": 100, "price": 101.25}'
 CORE_EVENTS = 50_000  # under the client's pending limit (65,536), so none is dropped
 DURABLE_EVENTS = 20_000
-ROUNDS = 5
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 GO = "bench.go"
+FREEZE = os.environ.get("BENCH_FREEZE") == "1"
 
 
 class Done:
@@ -121,6 +124,9 @@ async def consume(kind: str, mode: str, url: str, namespace: str, total: int) ->
 async def _release(go: Any) -> None:
     print("ready", flush=True)
     await go.next_msg(timeout=120)
+    if FREEZE:
+        gc.collect()
+        gc.freeze()
     GATE.set()
 
 
