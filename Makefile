@@ -13,7 +13,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,fast]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,fast,web]'
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install aegis-actors with its dev tools (quick when done)
@@ -28,10 +28,20 @@ format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: install lint ## lint, then the whole test suite (what CI runs)
+test: install lint browser ## lint, then the whole test suite (what CI runs)
 	$(BIN)/pytest
 
-demo: install ## run the trading showcase with an embedded NATS server, and tour it
+# The web monitor's tests drive Debian's Chromium; as root (CI) it is installed when
+# missing. Elsewhere those tests are skipped, saying why.
+browser: ## install Chromium for the browser tests (apt-get, as root) if it is missing
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (apt-get)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "make: could not install chromium: the browser tests will be skipped"; \
+	  else echo "make: no chromium (apt-get install chromium, as root): the browser tests will be skipped"; fi; }
+
+demo: install ## run the showcase (embedded NATS, web monitor: its URL printed), tour it
 	$(BIN)/python -m services.trading.demo
 
 bench: install ## run the benchmarks (each prints its figures beside its ceiling)
@@ -40,4 +50,4 @@ bench: install ## run the benchmarks (each prints its figures beside its ceiling
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist *.egg-info
 
-.PHONY: help install lint format test demo bench clean
+.PHONY: help install lint format test browser demo bench clean

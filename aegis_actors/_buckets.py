@@ -9,6 +9,8 @@
 | `aegis-config` | `configs.{id}`, `config-names.{appId}.{name}` | configurations, name index |
 | `aegis-event-dedupe` | `{serviceName}.{handler}.{eventId}` | events finished (per-key TTL) |
 
+A bucket is the stream `KV_{bucket}`; key `k` is written on `$KV.{bucket}.k`.
+
 And the streams of durable events (docs/guides/events.md):
 
 | stream | subjects | what |
@@ -42,6 +44,10 @@ class Buckets:
     def _name(self, base: str) -> str:
         return f"{self.namespace}-{base}" if self.namespace else base
 
+    def named(self, base: str) -> str:
+        """A bucket of a service's own (`ServiceActor.own_buckets`), in this namespace."""
+        return self._name(base)
+
     @property
     def registry(self) -> str:
         return self._name("service-registry")
@@ -66,6 +72,16 @@ class Buckets:
     def dead_letters(self) -> str:
         """The stream of dead letters."""
         return self._name("aegis-dead-letters")
+
+
+def kv_stream(bucket: str) -> str:
+    """The JetStream stream that holds a bucket (`KV_{bucket}`)."""
+    return f"KV_{bucket}"
+
+
+def kv_subject(bucket: str, key: str) -> str:
+    """The subject a key is written on (`$KV.{bucket}.{key}`; `key` may be a filter)."""
+    return f"$KV.{bucket}.{key}"
 
 
 def instance_key(service: str, instance_id: str) -> str:

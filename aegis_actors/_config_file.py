@@ -29,6 +29,9 @@ interval = 10
 
 [services.settings]              # free-form, handed to the class
 max_order_quantity = 1000
+
+[web]                            # optional: serve the web monitor too
+port = 8090
 ```
 
 Every mistake is a `ConfigError` naming the file, the key and what was
@@ -40,6 +43,7 @@ see `ENV_OVERRIDES`.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import tomllib
@@ -47,25 +51,26 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from aegis_actors._child_spec import Strategy
-from aegis_actors._connection import ConnectionSettings, split_urls
+from aegis_actors._connection import NATS_ENV, ConnectionSettings, redact, split_urls
 from aegis_actors._errors import ConfigError
 from aegis_actors._events.settings import EventsSettings
 from aegis_actors._service import ServiceActor
 from aegis_actors._settings import InstanceSettings, ServiceSettings
 from aegis_actors._subjects import check_namespace
+from aegis_actors._web.settings import WebSettings
 
-#: Environment variable -> key path in the file it overrides.
+#: Environment variable -> key path in the file it overrides (the `[nats]` ones
+#: are those every client command reads too: `connection.NATS_ENV`).
 ENV_OVERRIDES: Final[dict[str, tuple[str, ...]]] = {
-    "AEGIS_NATS_URL": ("nats", "url"),
-    "AEGIS_NATS_USER": ("nats", "user"),
-    "AEGIS_NATS_PASSWORD": ("nats", "password"),
-    "AEGIS_NATS_TOKEN": ("nats", "token"),
-    "AEGIS_NATS_CREDS_FILE": ("nats", "creds_file"),
+    **{variable: ("nats", *path.split(".")) for variable, path in NATS_ENV.items()},
     "AEGIS_NAMESPACE": ("namespace",),
 }
+#: Fields of `[nats]` that say who connects: a service's own `[services.nats]`
+#: replaces them all, so its credential never mixes with the fleet's.
+CREDENTIAL_FIELDS: Final = ("user", "password", "token", "creds_file", "nkey_seed", "inbox_prefix")
 
 
 class NatsSettings(ConnectionSettings):
@@ -87,6 +92,11 @@ class EmbeddedServerSettings(BaseModel):
     store_dir: Path | None = Field(
         None, description="JetStream folder; omitted = temporary, removed at exit."
     )
+    auth: Path | None = Field(
+        None,
+        description="A nats-server config file to include, such as the authorization "
+        "block `aegis auth` writes: the server then enforces the roles.",
+    )
 
 
 class SupervisorSettings(BaseModel):
@@ -101,6 +111,19 @@ class SupervisorSettings(BaseModel):
     within_seconds: float = Field(5.0, gt=0, description="Window of `max_restarts`.")
 
 
+class ServiceCredentials(BaseModel):
+    """`[services.nats]`: the service's own credential (one per service, least privilege)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    user: str | None = Field(None, description="User name (with `password`).")
+    password: SecretStr | None = Field(None, description="Password for `user`.")
+    token: SecretStr | None = Field(None, description="Authentication token.")
+    creds_file: Path | None = Field(None, description="NATS credentials file (JWT + NKey seed).")
+    nkey_seed: Path | None = Field(None, description="File holding the service's NKey seed.")
+    inbox_prefix: str | None = Field(None, description="See `[nats]` `inbox_prefix`.")
+
+
 class FleetServiceSettings(ServiceSettings):
     """One `[[services]]` entry: a class to run, how many instances, and their options."""
 
@@ -110,6 +133,11 @@ class FleetServiceSettings(ServiceSettings):
         description="The ServiceActor subclass to run, as `package.module:Class`.",
     )
     instances: int = Field(1, ge=1, le=1000, description="How many instances to run.")
+    nats: ServiceCredentials | None = Field(
+        None,
+        description="This service's own credential, in place of the `[nats]` one "
+        "(for example the NKey seed `aegis auth --nkeys` wrote for it).",
+    )
 
 
 class FleetSettings(BaseModel):
@@ -135,6 +163,11 @@ class FleetSettings(BaseModel):
     events: EventsSettings = Field(default_factory=EventsSettings, description="See `[events]`.")
     services: list[FleetServiceSettings] = Field(
         min_length=1, description="The services to run (`[[services]]`)."
+    )
+    web: WebSettings | None = Field(
+        None,
+        description="See `[web]`: serve the web monitor from this process too (needs the "
+        "`web` extra).",
     )
 
     @field_validator("namespace")
@@ -164,7 +197,13 @@ class LoadedService:
         namespace: str,
         events: EventsSettings | None = None,
     ) -> InstanceSettings:
-        options = self.config.model_dump(exclude={"class_path", "instances"})
+        options = self.config.model_dump(exclude={"class_path", "instances", "nats"})
+        own = self.config.nats
+        if own is not None:
+            # Its own credential replaces the fleet's whole: no mix of the two.
+            data = nats.model_dump()
+            data.update(dict.fromkeys(CREDENTIAL_FIELDS), **own.model_dump(exclude_none=True))
+            nats = ConnectionSettings.model_validate(data)
         return InstanceSettings(
             **options, nats=nats, namespace=namespace, events=events or EventsSettings()
         )
@@ -177,6 +216,22 @@ class LoadedConfig:
         self.path = path
         self.fleet = fleet
         self.services = services
+
+    def missing_files(self) -> list[str]:
+        """The key files this config names that do not exist, each with its key.
+
+        Not checked when the file is loaded: `aegis auth CONFIG` reads the
+        config to write them.
+        """
+        named: list[tuple[str, Path | None]] = [("embedded.auth", self.fleet.embedded.auth)]
+        for i, service in enumerate(self.services):
+            own = service.config.nats
+            if own is not None:
+                named += [
+                    (f"services[{i}].nats.creds_file", own.creds_file),
+                    (f"services[{i}].nats.nkey_seed", own.nkey_seed),
+                ]
+        return [f"{path} ({key})" for key, path in named if path is not None and not path.is_file()]
 
     def connection(self, url: str | None = None) -> ConnectionSettings:
         """The connection settings, with `url` filled in (for an embedded server)."""
@@ -208,6 +263,10 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> L
     except ValidationError as exc:
         raise ConfigError(_describe(where, exc)) from None
     services = [_load_service(where, i, entry) for i, entry in enumerate(fleet.services)]
+    if fleet.web is not None and importlib.util.find_spec("aiohttp") is None:
+        raise ConfigError(
+            f"{where}: [web] needs the web monitor's extra: pip install 'aegis-actors[web]'"
+        )
     seen: dict[str, int] = {}
     for i, service in enumerate(services):
         if service.name in seen:
@@ -255,13 +314,18 @@ def _url_value(variable: str, value: str) -> list[str]:
     return urls
 
 
+_SECRET_KEYS: Final = frozenset({"password", "token"})
+
+
 def _describe(where: str, exc: ValidationError) -> str:
     lines = []
     for error in exc.errors(include_url=False):
         key = _key(error["loc"])
         got = error.get("input")
         shown = "" if error["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"{where}: {key}: {error['msg']}{shown}")
+        if shown and error["loc"] and error["loc"][-1] in _SECRET_KEYS:
+            shown = " (got ***)"  # never echo a secret, even a malformed one
+        lines.append(redact(f"{where}: {key}: {error['msg']}{shown}"))
     return "\n".join(lines)
 
 

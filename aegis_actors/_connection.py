@@ -10,11 +10,15 @@ servers could not be reached, so a mistyped URL fails fast instead of hanging.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import re
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from urllib.parse import urlsplit
 
 import anyio
 import structlog
@@ -23,11 +27,51 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from aegis_actors._actor import Actor
 from aegis_actors._backoff import Backoff
 from aegis_actors._child_spec import ChildSpec, Restart
+from aegis_actors._denials import report_error, watch_denials
 from aegis_actors._errors import NatsUnavailableError
 from aegis_actors._ref import ActorRef
-from aegis_actors._transport import JetStreamContext, Msg, NatsClient, close_subscriptions
+from aegis_actors._transport import (
+    JetStreamContext,
+    Msg,
+    NatsClient,
+    close_subscriptions,
+    refuses_credentials,
+)
 
 log = structlog.get_logger("aegis_actors.connection")
+
+#: Environment variable -> `ConnectionSettings` field (a dotted path for TLS):
+#: read by `aegis run` (over the config file) and by every client command.
+NATS_ENV: Final[dict[str, str]] = {
+    "AEGIS_NATS_URL": "url",
+    "AEGIS_NATS_USER": "user",
+    "AEGIS_NATS_PASSWORD": "password",
+    "AEGIS_NATS_TOKEN": "token",
+    "AEGIS_NATS_CREDS_FILE": "creds_file",
+    "AEGIS_NATS_NKEY_SEED": "nkey_seed",
+    "AEGIS_NATS_INBOX_PREFIX": "inbox_prefix",
+    "AEGIS_NATS_CA_FILE": "tls.ca_file",
+    "AEGIS_NATS_CERT_FILE": "tls.cert_file",
+    "AEGIS_NATS_KEY_FILE": "tls.key_file",
+}
+#: The userinfo of a URL in any text: `nats://user:password@` or `nats://token@`.
+_USERINFO: Final = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^@/\s,]*)@")
+_TOKEN: Final = re.compile(r"^[^.*>\s]+$")
+DEFAULT_INBOX_PREFIX: Final = "_INBOX"
+
+
+def redact(text: str) -> str:
+    """`text` with the password or token of every URL in it replaced by `***`.
+
+    `nats://admin:s3cret@host` -> `nats://admin:***@host`; `nats://tok@host`
+    (a token) -> `nats://***@host`. Every URL shown or logged goes through it.
+    """
+
+    def hide(match: re.Match[str]) -> str:
+        user, colon, _ = match["info"].partition(":")
+        return f"{match['scheme']}{user + ':***' if colon else '***'}@"
+
+    return _USERINFO.sub(hide, text)
 
 
 class TlsSettings(BaseModel):
@@ -59,7 +103,8 @@ class TlsSettings(BaseModel):
 class ConnectionSettings(BaseModel):
     """Where NATS is and how to authenticate; section `[nats]` of a config file."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Errors never echo the input: it holds passwords and tokens.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     url: str | list[str] = Field(
         "nats://127.0.0.1:4222",
@@ -70,6 +115,15 @@ class ConnectionSettings(BaseModel):
     password: SecretStr | None = Field(None, description="Password for `user`.")
     token: SecretStr | None = Field(None, description="Authentication token.")
     creds_file: Path | None = Field(None, description="NATS credentials file (JWT + NKey seed).")
+    nkey_seed: Path | None = Field(
+        None, description="File holding an NKey seed (`SU...`): a user known by its public key."
+    )
+    inbox_prefix: str | None = Field(
+        None,
+        description="Prefix of this connection's reply subjects; default `_INBOX.{identity}` "
+        "(the user name, or the public key of `nkey_seed` / `creds_file`), else `_INBOX`: "
+        "the private inbox that `aegis auth` permissions allow.",
+    )
     tls: TlsSettings | None = Field(None, description="TLS settings; `tls://` URLs need it.")
     connect_timeout: float = Field(2.0, gt=0, description="Seconds for one connection attempt.")
     initial_connect_timeout: float = Field(
@@ -100,21 +154,114 @@ class ConnectionSettings(BaseModel):
     def _one_way_to_authenticate(self) -> ConnectionSettings:
         if self.password is not None and self.user is None:
             raise ValueError("password needs user")
-        ways = [self.user is not None, self.token is not None, self.creds_file is not None]
+        ways = [
+            self.user is not None,
+            self.token is not None,
+            self.creds_file is not None,
+            self.nkey_seed is not None,
+        ]
         if sum(ways) > 1:
-            raise ValueError("give one of user/password, token or creds_file, not several")
-        if self.creds_file is not None and not self.creds_file.is_file():
-            raise ValueError(f"creds_file {self.creds_file} does not exist")
+            raise ValueError(
+                "give one of user/password, token, creds_file or nkey_seed, not several"
+            )
+        for name in ("creds_file", "nkey_seed"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name} {path} does not exist")
+        if self.inbox_prefix is not None and not all(
+            _TOKEN.fullmatch(t) for t in self.inbox_prefix.split(".")
+        ):
+            raise ValueError(
+                f"inbox_prefix {self.inbox_prefix!r} must be a subject without wildcards"
+            )
         if self.reconnect_wait_max < self.reconnect_wait_min:
             raise ValueError("reconnect_wait_max must be >= reconnect_wait_min")
         return self
+
+    def __repr_args__(self) -> Any:
+        # A URL may carry a password or token (`nats://admin:pw@host`): never shown.
+        for name, value in super().__repr_args__():
+            if name == "url" and value is not None:
+                value = redact(value) if isinstance(value, str) else [redact(u) for u in value]
+            yield name, value
 
     @property
     def servers(self) -> list[str]:
         return [self.url] if isinstance(self.url, str) else list(self.url)
 
+    @property
+    def shown_servers(self) -> str:
+        """The servers, comma-separated, with any password or token redacted."""
+        return redact(", ".join(self.servers))
+
+    def identity(self) -> str:
+        """Who these settings connect as, for messages: `user admin`, `nkey UABC...`,
+        `creds UABC... (app.creds)`, `token`, or `no credentials`. Never a secret."""
+        user = self.user or self._url_user()
+        if user is not None:
+            return f"user {user}"
+        name = self._identity_name()
+        if self.nkey_seed is not None:
+            return f"nkey {name} ({self.nkey_seed.name})" if name else f"nkey {self.nkey_seed}"
+        if self.creds_file is not None:
+            return f"creds {name} ({self.creds_file.name})" if name else f"creds {self.creds_file}"
+        if self.token is not None or self._url_token():
+            return "token"
+        return "no credentials"
+
+    def inbox(self) -> str:
+        """The reply subject prefix: `inbox_prefix`, else `_INBOX.{identity}` (see the field)."""
+        if self.inbox_prefix is not None:
+            return self.inbox_prefix
+        name = self._identity_name()
+        return f"{DEFAULT_INBOX_PREFIX}.{name}" if name else DEFAULT_INBOX_PREFIX
+
+    def _identity_name(self) -> str | None:
+        """The user name, or the public key of the NKey; None if unknown or not a token."""
+        name = self.user or self._url_user()
+        if name is None and self.nkey_seed is not None:
+            name = nkey_public_key(self.nkey_seed.read_text().strip())
+        if name is None and self.creds_file is not None:
+            name = creds_public_key(self.creds_file.read_text())
+        return name if name and _TOKEN.fullmatch(name) else None
+
+    def _url_user(self) -> str | None:
+        for url in self.servers:
+            parts = urlsplit(url if "://" in url else f"nats://{url}")
+            if parts.password is not None and parts.username:
+                return parts.username
+        return None
+
+    def _url_token(self) -> bool:
+        return any(urlsplit(u).username and urlsplit(u).password is None for u in self.servers)
+
     def reconnect_backoff(self) -> Backoff:
         return Backoff(base=self.reconnect_wait_min, cap=self.reconnect_wait_max)
+
+
+def nkey_public_key(seed: str) -> str | None:
+    """The public key (`U...`) of an NKey seed (`SU...`); None if it is not one."""
+    import nkeys  # installed with nats-py[nkeys]; imported only where NKeys are used
+
+    try:
+        return str(nkeys.from_seed(seed.encode()).public_key.decode())
+    except Exception:
+        return None
+
+
+def creds_public_key(creds: str) -> str | None:
+    """The user's public key (the JWT's `sub`) in the text of a `.creds` file, or None."""
+    for line in creds.splitlines():
+        parts = line.strip().split(".")
+        if len(parts) == 3 and line.strip().startswith("ey"):
+            try:
+                padded = parts[1] + "=" * (-len(parts[1]) % 4)
+                claims = json.loads(base64.urlsafe_b64decode(padded))
+            except ValueError:
+                return None
+            sub = claims.get("sub") if isinstance(claims, dict) else None
+            return sub if isinstance(sub, str) else None
+    return None
 
 
 def split_urls(text: str) -> list[str]:
@@ -165,13 +312,21 @@ async def connect(
     """
     backoff = settings.reconnect_backoff()
     last_error: list[BaseException] = []
-    first_connect = True
+    first_connect, gave_up = True, False
 
     async def on_error(error: Exception) -> None:
+        if report_error(client, error):
+            return  # a permissions violation: told to whoever used the subject, and logged
+        if gave_up:
+            return  # the socket of a refused connect, closing: said already
         last_error[:] = [error]
+        if first_connect and refuses_credentials(error):
+            # Trying again would only be refused again: say so now, not at the timeout
+            # (nats-py's first connect awaits this callback, and stops on its exception).
+            raise _Refused(error)
         # Until the first connection, a failed attempt is retried and the
         # final failure says why (NatsUnavailableError): no line per attempt.
-        (log.debug if first_connect else log.warning)("nats error", error=repr(error))
+        (log.debug if first_connect else log.warning)("nats error", error=redact(repr(error)))
 
     async def disconnected() -> None:
         if client.is_closed:
@@ -180,8 +335,7 @@ async def connect(
         await on_disconnected()
 
     async def reconnected() -> None:
-        url = client.connected_url.geturl() if client.connected_url else None
-        log.info("nats reconnected", url=url)
+        log.info("nats reconnected", url=connected_url(client))
         await on_reconnected()
 
     def next_server(servers: list[Any], info: dict[str, Any]) -> tuple[Any, float]:
@@ -197,6 +351,7 @@ async def connect(
         "max_outstanding_pings": 3,
         "drain_timeout": settings.drain_timeout,
         "error_cb": on_error,
+        "inbox_prefix": settings.inbox(),
         "disconnected_cb": disconnected,
         "reconnected_cb": reconnected,
     }
@@ -210,30 +365,52 @@ async def connect(
         options["token"] = settings.token.get_secret_value()
     if settings.creds_file is not None:
         options["user_credentials"] = str(settings.creds_file)
+    if settings.nkey_seed is not None:
+        options["nkeys_seed"] = str(settings.nkey_seed)
     if settings.tls is not None:
         options["tls"] = settings.tls.context()
         options["tls_hostname"] = settings.tls.hostname
         options["tls_handshake_first"] = settings.tls.handshake_first
 
     client = NatsClient()
+    identity = settings.identity()
+    watch_denials(client, identity)
     try:
         with anyio.fail_after(settings.initial_connect_timeout):
             await client.connect(**options)
+    except _Refused as refused:
+        gave_up = True
+        await _close_quietly(client)
+        raise NatsUnavailableError(
+            redact(f"NATS at {settings.shown_servers} refused {identity}: {refused.error!r}")
+        ) from refused.error
     except TimeoutError:
         await _close_quietly(client)
         reason = f": {last_error[0]!r}" if last_error else ""
         raise NatsUnavailableError(
-            f"cannot reach NATS at {', '.join(settings.servers)} within "
-            f"{settings.initial_connect_timeout:g} s{reason}"
+            redact(
+                f"cannot reach NATS at {settings.shown_servers} within "
+                f"{settings.initial_connect_timeout:g} s{reason}"
+            )
         ) from (last_error[0] if last_error else None)
     except Exception as exc:
         await _close_quietly(client)
         raise NatsUnavailableError(
-            f"cannot connect to NATS at {', '.join(settings.servers)}: {exc!r}"
+            redact(f"cannot connect to NATS at {settings.shown_servers} as {identity}: {exc!r}")
         ) from exc
     first_connect = False
-    log.info("nats connected", url=client.connected_url.geturl() if client.connected_url else "")
+    log.info("nats connected", url=connected_url(client), identity=identity)
     return client
+
+
+def connected_url(client: NatsClient) -> str:
+    """The URL `client` is connected to, its password or token redacted ("" if none)."""
+    return redact(client.connected_url.geturl()) if client.connected_url else ""
+
+
+class _Refused(Exception):
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 async def barrier(client: NatsClient, timeout: float = 5.0) -> None:
@@ -408,7 +585,7 @@ class ConnectionActor(Actor):
             client = self.connection
             return ConnectionStatus(
                 connected=client.is_connected,
-                url=client.connected_url.geturl() if client.connected_url else None,
+                url=connected_url(client) or None,
                 reconnects=int(client.stats["reconnects"]),
                 in_msgs=int(client.stats["in_msgs"]),
                 out_msgs=int(client.stats["out_msgs"]),

@@ -22,7 +22,6 @@ are described in docs/reference/wire-protocol.md.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -36,6 +35,7 @@ from aegis_actors._endpoints import Endpoints, RpcEndpoint, unknown_method
 from aegis_actors._errors import ErrorCode, ServiceError
 from aegis_actors._ref import ActorRef
 from aegis_actors._subjects import Subjects, check_subject, last_token
+from aegis_actors._text import accepted_trace_id
 from aegis_actors._transport import NatsClient
 from aegis_actors._wire import (
     DEADLINE_HEADER,
@@ -75,10 +75,10 @@ class RequestContext:
 
     @property
     def trace_id(self) -> str:
-        """The caller's `Aegis-Trace-Id`, or a new one for this request."""
+        """The caller's `Aegis-Trace-Id` (if short and printable), or a new one for this request."""
         if self._trace_id is None:
             header = self.headers.get(TRACE_ID_HEADER) if self.headers else None
-            self._trace_id = header or secrets.token_hex(8)
+            self._trace_id = accepted_trace_id(header)
         return self._trace_id
 
     def remaining(self) -> float | None:

@@ -179,6 +179,33 @@ class RequestTimeoutError(TransportError, TimeoutError):
         super().__init__(f"no reply on {subject} within {timeout:g} s")
 
 
+class PermissionDeniedError(TransportError, PermissionError):
+    """The server's permissions refuse this connection's user a subject.
+
+    `operation` is `publish` or `subscribe`; `user` says who we connected as
+    (a user name, a public key, or how we authenticated); `queue` is the
+    queue group of a refused subscription, if any. Retrying does not help
+    until the server's permissions change (docs/operations/securing.md).
+    """
+
+    def __init__(self, operation: str, subject: str, user: str, queue: str | None = None) -> None:
+        self.operation = operation
+        self.subject = subject
+        self.user = user
+        self.queue = queue
+        in_queue = f" in queue group {queue}" if queue else ""
+        super().__init__(f"{user} may not {operation} to {subject}{in_queue} (NATS permissions)")
+
+
+class StorePermissionError(StoreUnavailableError, PermissionDeniedError):
+    """A KV operation the server's permissions refuse: unavailable to this user.
+
+    A `StoreUnavailableError`, so what retries an unreachable store (the
+    heartbeat, a watch) retries it too (permissions may be reloaded), with a
+    message that says why; a `PermissionDeniedError` for whoever asks.
+    """
+
+
 # -- error replies (docs/reference/errors.md) --------------------------------------
 
 
@@ -190,6 +217,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "NOT_FOUND"
     ALREADY_EXISTS = "ALREADY_EXISTS"
     REVISION_CONFLICT = "REVISION_CONFLICT"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     INTERNAL = "INTERNAL"
@@ -201,6 +229,7 @@ STATUS: Final[dict[str, int]] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.ALREADY_EXISTS: 409,
     ErrorCode.REVISION_CONFLICT: 409,
+    ErrorCode.PERMISSION_DENIED: 403,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.DEADLINE_EXCEEDED: 504,
     ErrorCode.INTERNAL: 500,
@@ -232,6 +261,17 @@ class ServiceError(AegisError):
     def of(cls, code: ErrorCode, message: str, **details: Any) -> ServiceError:
         """An error with the status that goes with `code` (see `STATUS`)."""
         return cls(STATUS[code], code.value, message, details)
+
+    @classmethod
+    def denied(cls, error: PermissionDeniedError) -> ServiceError:
+        """403 PERMISSION_DENIED for a subject the server's permissions refused us."""
+        return cls.of(
+            ErrorCode.PERMISSION_DENIED,
+            str(error),
+            subject=error.subject,
+            user=error.user,
+            operation=error.operation,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "details": self.details}

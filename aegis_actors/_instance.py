@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from aegis_actors._buckets import Buckets
 from aegis_actors._events.settings import EventsSettings
+from aegis_actors._registry.models import BoundConfiguration
 from aegis_actors._subjects import Subjects
 
 #: Seconds a JetStream (KV) request may take before it counts as unavailable.
@@ -26,7 +27,7 @@ class Instance:
 
     service_name: str
     instance_id: str
-    """`{serviceName}-{8 hex}`: the registry key, the `aegis.inst.{instanceId}.*` subjects."""
+    """`{serviceName}-{8 hex}`: in the registry key and the `aegis.inst.*` subjects."""
     version: str
     subjects: Subjects = field(default_factory=Subjects)
     """Builds every subject of the instance's namespace (`subjects.own(...)`, ...)."""
@@ -41,3 +42,5 @@ class Instance:
     """Seconds a KV operation may take."""
     events: EventsSettings = field(default_factory=EventsSettings)
     """The limits of the event streams this instance makes (`[events]`)."""
+    bound_configuration: BoundConfiguration | None = None
+    """Which configuration the service follows (written in its registry record)."""

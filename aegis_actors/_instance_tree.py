@@ -64,7 +64,12 @@ from aegis_actors._leadership.models import Leadership
 from aegis_actors._leadership.tree import leadership_children
 from aegis_actors._ref import ActorRef
 from aegis_actors._registry.heartbeat import HeartbeatActor
-from aegis_actors._registry.models import IDEMPOTENT_METHODS, InstanceStatus, new_instance_id
+from aegis_actors._registry.models import (
+    IDEMPOTENT_METHODS,
+    BoundConfiguration,
+    InstanceStatus,
+    new_instance_id,
+)
 from aegis_actors._request_server import ServiceWiring
 from aegis_actors._service import ServiceActor
 from aegis_actors._settings import InstanceSettings
@@ -124,6 +129,7 @@ class InstancePlan:
     def instance(self) -> Instance:
         """Who the instance is: the same for every incarnation of its tree."""
         s = self.settings
+        binding = self.configuration_binding
         return Instance(
             service_name=self.service_cls.service_name,
             instance_id=self.instance_id,
@@ -135,6 +141,11 @@ class InstancePlan:
             sticky_active_group=self.sticky_active_group,
             kv_timeout=s.kv_timeout,
             events=s.events,
+            bound_configuration=(
+                None
+                if binding is None
+                else BoundConfiguration(application=binding.application, name=binding.name)
+            ),
         )
 
 

@@ -2,7 +2,8 @@
 
 And the conventions of every request of the management API: strict types,
 camelCase only, unknown fields refused, server-set timestamps refused,
-update fields that may be left out but not null.
+update fields that may be left out but not null, text fields free of
+control and invisible characters (`ONE_LINE`, `LINES`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Annotated, Any, Final
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -22,6 +24,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
+
+from aegis_actors._text import UNSAFE_CHARACTER, unsafe_character
 
 #: MAJOR.MINOR.PATCH in ASCII digits (`fullmatch`: `\d` would take other scripts' digits).
 VERSION_PATTERN: Final = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
@@ -75,8 +79,11 @@ class WireModel(BaseModel):
     )
 
 
-#: A KV revision in a request: an integer >= 1 (`"3"` and `null` are 422s).
-Revision = Annotated[int, Strict(), Field(ge=1)]
+#: The largest revision a bucket can reach (JetStream sequences are 64-bit unsigned).
+MAX_REVISION: Final = 2**64 - 1
+
+#: A KV revision in a request: an integer >= 1 (`"3"`, `3.0`, `true` and `null` are 422s).
+Revision = Annotated[int, Strict(), Field(ge=1, le=MAX_REVISION)]
 
 
 class RequestModel(WireModel):
@@ -102,3 +109,35 @@ def refuse_null(value: Any) -> Any:
     if value is None:
         raise PydanticCustomError("null", "may be left out, but not null")
     return value
+
+
+#: An optional revision (`delete`): absent means "whatever the revision"; `null` is a 422.
+#: JS and Go clients write a missing field as null: a null that deleted
+#: unconditionally would lose the check the client meant to make.
+OptionalRevision = Annotated[Revision | None, BeforeValidator(refuse_null)]
+
+
+def _text_rule(*, multiline: bool) -> AfterValidator:
+    def check(value: str) -> str:
+        found = unsafe_character(value, multiline=multiline)
+        if found is not None:
+            raise PydanticCustomError(
+                UNSAFE_CHARACTER,
+                "{description} is not allowed",
+                {
+                    "description": found.describe(),
+                    "position": found.position,
+                    "codePoint": found.code_point,
+                },
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+#: Metadata for a one-line text field of a request (an owner): no control or
+#: invisible characters (`Annotated[str, ONE_LINE]`).
+ONE_LINE: Final = _text_rule(multiline=False)
+#: Metadata for a multi-line text field of a request (a description, comments):
+#: LF and TAB allowed.
+LINES: Final = _text_rule(multiline=True)

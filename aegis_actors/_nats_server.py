@@ -87,6 +87,24 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
         return True
 
 
+def auth_config(path: str | Path | None) -> str:
+    """The text of a server config file to add to an embedded server's (`""` for None).
+
+    Its text, not an `include`: nats-server resolves includes against its own
+    config's folder, a temporary one here.
+
+    Raises:
+        NatsServerError: the file cannot be read.
+    """
+    if path is None:
+        return ""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        hint = " (write the roles with `aegis auth`)" if isinstance(exc, FileNotFoundError) else ""
+        raise NatsServerError(f"cannot read the server config {path}: {exc}{hint}") from exc
+
+
 class NatsServer:
     """One nats-server process with JetStream, on loopback.
 

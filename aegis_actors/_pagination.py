@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Final, Generic, TypeVar
 
-from pydantic import Field, Strict
+from pydantic import AfterValidator, Field, Strict
+from pydantic_core import PydanticCustomError
 
 from aegis_actors._errors import ErrorCode, ServiceError
 
@@ -29,6 +30,17 @@ ENVELOPE_BYTES: Final = 1024
 Limit = Annotated[int, Strict(), Field(ge=1, le=MAX_PAGE)]
 #: The `cursor` of a list request: the `nextCursor` of the previous page.
 Cursor = Annotated[str, Strict(), Field(min_length=1, max_length=256)]
+
+
+def _name_and_id(cursor: str) -> str:
+    name, slash, ident = cursor.partition("/")
+    if not (name and slash and ident) or "/" in ident:
+        raise PydanticCustomError("cursor", "not a cursor this service gave out ({name}/{id})")
+    return cursor
+
+
+#: A `{name}/{id}` cursor (applications, configurations), checked before any read.
+NameIdCursor = Annotated[Cursor, AfterValidator(_name_and_id)]
 
 T = TypeVar("T")
 Key = tuple[str, ...]

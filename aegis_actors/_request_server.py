@@ -37,7 +37,7 @@ from aegis_actors._dispatch import (
     Served,
     Unrouted,
 )
-from aegis_actors._endpoints import endpoints_of
+from aegis_actors._endpoints import EventHandler, endpoints_of
 from aegis_actors._errors import MailboxFullError
 from aegis_actors._events.consumer import ServiceStarted, ServingChanged
 from aegis_actors._events.runner import (
@@ -53,7 +53,7 @@ from aegis_actors._micro import MicroResponder
 from aegis_actors._ref import ActorRef
 from aegis_actors._registry.heartbeat import BeatNow, HealthQuery
 from aegis_actors._registry.models import InstanceStatus
-from aegis_actors._subjects import queue_group
+from aegis_actors._subjects import matcher, queue_group
 from aegis_actors._transport import Msg, NatsClient, Subscription, close_subscriptions
 
 #: Messages the NATS client may hold for a subscription while the mailbox is
@@ -247,45 +247,85 @@ class RequestServer:
             )
             into.append(sub)
 
-        async def on_request(msg: Msg) -> None:
-            await ref.tell(Request(msg.subject, msg.reply, msg.data, msg.headers))
+        log = self.service.actor_log
+
+        # A JetStream push consumer delivers to any subject its creator names
+        # (anyone who may read a bucket may create one), with the stream's
+        # subject on the message: only what was published on a subject we
+        # subscribed to is a request or an event (docs/operations/securing.md).
+        def dropped(msg: Msg, subscription: str) -> None:
+            log.warning(
+                "message dropped: not on a subscribed subject",
+                subject=msg.subject,
+                subscription=subscription,
+            )
+
+        def on_request_to(subscription: str) -> Any:
+            accepts = matcher(subscription)
+
+            async def on_request(msg: Msg) -> None:
+                if accepts(msg.subject):
+                    await ref.tell(Request(msg.subject, msg.reply, msg.data, msg.headers))
+                else:
+                    dropped(msg, subscription)
+
+            return on_request
 
         routes, root = self.dispatcher.routes, self.dispatcher.root
 
-        async def on_rooted(msg: Msg) -> None:
-            request = Request(msg.subject, msg.reply, msg.data, msg.headers)
-            await ref.tell(request if msg.subject in routes else Unrouted(request))
+        def on_rooted_to(subscription: str) -> Any:
+            accepts = matcher(subscription)
+
+            async def on_rooted(msg: Msg) -> None:
+                if not accepts(msg.subject):
+                    dropped(msg, subscription)
+                    return
+                request = Request(msg.subject, msg.reply, msg.data, msg.headers)
+                await ref.tell(request if msg.subject in routes else Unrouted(request))
+
+            return on_rooted
 
         group = queue_group(name)
         if requests:
             serving = self._serving_subs
-            await subscribe(serving, subjects.rpc_all(name), group, on_request)
-            await subscribe(
-                serving, subjects.instance_all(self.instance.instance_id), "", on_request
-            )
+            rpc = subjects.rpc_all(name)
+            await subscribe(serving, rpc, group, on_request_to(rpc))
+            own = subjects.instance_all(self.instance.instance_id)
+            await subscribe(serving, own, "", on_request_to(own))
             for subject in routes:
                 if root is None or not subject.startswith(root):
-                    await subscribe(serving, subject, group, on_request)
+                    await subscribe(serving, subject, group, on_request_to(subject))
             if root is not None:
                 # One subscription for the root's subjects, known or not: NATS
                 # gives every matching subscription a copy, so exact ones beside
                 # it would answer a known subject twice.
-                await subscribe(serving, f"{root}>", group, on_rooted)
+                await subscribe(serving, f"{root}>", group, on_rooted_to(f"{root}>"))
             if self.events.durable:
+                replays = subjects.event_replay(name)
+                accepts_replay = matcher(replays)
 
                 async def on_replay(msg: Msg) -> None:
-                    await ref.tell(Replay(Request(msg.subject, msg.reply, msg.data, msg.headers)))
+                    if accepts_replay(msg.subject):
+                        request = Request(msg.subject, msg.reply, msg.data, msg.headers)
+                        await ref.tell(Replay(request))
+                    else:
+                        dropped(msg, replays)
 
-                await subscribe(serving, subjects.event_replay(name), group, on_replay)
+                await subscribe(serving, replays, group, on_replay)
         # Durable handlers get their events from the events actor (`_events.consumer`).
         for handler in self.endpoints.events:
             if handler.durable is not None:
                 continue
             if not (broadcasts if handler.broadcast else requests):
                 continue
+            pattern = subjects.event(handler.pattern)
+            accepts = matcher(pattern)
 
-            def on_event(handler: Any) -> Any:
+            def on_event(handler: EventHandler, accepts: Any) -> Any:
                 async def tell(msg: Msg) -> None:
+                    if not accepts(msg.subject):
+                        dropped(msg, handler.pattern)
+                        return
                     event = CoreEvent(msg.subject, msg.data, msg.headers, handler)
                     try:
                         ref.tell_nowait(event)  # no coroutine while there is room
@@ -296,9 +336,9 @@ class RequestServer:
 
             await subscribe(
                 self._subs if handler.broadcast else self._serving_subs,
-                subjects.event(handler.pattern),
+                pattern,
                 "" if handler.broadcast else group,
-                on_event(handler),
+                on_event(handler, accepts),
             )
 
     def _take_subscriptions(self) -> list[Subscription]:

@@ -9,15 +9,24 @@ token of its reply subject, and its timeout is one `loop.call_later` handle.
 
 A reply with status 503 and no body is NATS's "no responders": nobody
 subscribes to the subject, so the request fails at once with
-`NoRespondersError` instead of waiting for its timeout.
+`NoRespondersError` instead of waiting for its timeout. A request whose
+subject the server's permissions refuse fails at once too, with
+`PermissionDeniedError` (see `aegis_actors._denials`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Final
 
-from aegis_actors._errors import NatsUnavailableError, NoRespondersError, RequestTimeoutError
+from aegis_actors._denials import Violation, denials_of
+from aegis_actors._errors import (
+    NatsUnavailableError,
+    NoRespondersError,
+    PermissionDeniedError,
+    RequestTimeoutError,
+)
 from aegis_actors._transport import (
     NATS_ERRORS,
     Msg,
@@ -46,6 +55,10 @@ class Requester:
     def __init__(self, client: NatsClient) -> None:
         self.client = client
         self._futures: dict[str, asyncio.Future[Msg]] = {}
+        #: The subject of each request waiting, to fail it when the subject is refused.
+        self._subjects: dict[str, str] = {}
+        self._refused: PermissionDeniedError | None = None
+        self._unlisten: Callable[[], None] | None = None
         self._next = 0
         self._prefix = ""
         self._cut = 0
@@ -81,11 +94,18 @@ class Requester:
         except NATS_ERRORS as exc:
             raise NatsUnavailableError(f"cannot subscribe for replies: {exc!r}") from exc
         self._prefix, self._cut = prefix, len(prefix)
+        denials = denials_of(self.client)
+        if denials is not None:
+            self._unlisten = denials.listen(self._on_violation)
 
     async def close(self) -> None:
         """Unsubscribe and fail every request still waiting (with `NatsUnavailableError`)."""
         sub, self._sub = self._sub, None
         futures, self._futures = self._futures, {}
+        self._subjects = {}
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
         for future in futures.values():
             if not future.done():
                 future.set_exception(NatsUnavailableError("the requester was closed"))
@@ -108,14 +128,19 @@ class Requester:
             NatsUnavailableError: the connection cannot send (closed, draining,
                 or its reconnect buffer is full).
             ValueError: the payload is larger than the server accepts.
+            PermissionDeniedError: the server's permissions refuse `subject`
+                (or our reply subscription) to this connection's user.
         """
         loop = self._loop
         if loop is None or self._sub is None:
             raise NatsUnavailableError("the requester is not started")
+        if self._refused is not None:
+            raise self._refused
         self._next += 1
         token = str(self._next)
         future: asyncio.Future[Msg] = loop.create_future()
         self._futures[token] = future
+        self._subjects[token] = subject
         timer = loop.call_later(timeout, self._expire, token, subject, timeout)
         try:
             try:
@@ -133,6 +158,7 @@ class Requester:
         finally:
             timer.cancel()
             self._futures.pop(token, None)
+            self._subjects.pop(token, None)
         reply_headers = msg.headers
         if (
             reply_headers is not None
@@ -146,6 +172,29 @@ class Requester:
         future = self._futures.pop(msg.subject[self._cut :], None)
         if future is not None and not future.done():
             future.set_result(msg)
+
+    def _on_violation(self, violation: Violation) -> bool:
+        denials = denials_of(self.client)
+        if denials is None:
+            return False
+        # nats-py lowercases the server's error: compare without case.
+        if violation.operation == "subscribe":
+            if violation.subject != (self._prefix + "*").lower():
+                return False
+            # No reply can ever reach us: every request, now and later, fails.
+            self._refused = denials.error(violation, self._prefix + "*")
+            refused = [(token, self._refused) for token in self._subjects]
+        else:
+            refused = [
+                (token, denials.error(violation, subject))
+                for token, subject in self._subjects.items()
+                if subject.lower() == violation.subject
+            ]
+        for token, error in refused:
+            future = self._futures.pop(token, None)
+            if future is not None and not future.done():
+                future.set_exception(error)
+        return bool(refused)
 
     def _expire(self, token: str, subject: str, timeout: float) -> None:
         future = self._futures.pop(token, None)

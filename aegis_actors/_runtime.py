@@ -28,7 +28,7 @@ from aegis_actors._child_spec import ChildSpec
 from aegis_actors._config_file import LoadedConfig
 from aegis_actors._errors import ActorStartError, NatsServerError, PortInUseError
 from aegis_actors._instance_tree import InstancePlan, instance_spec, plan_instance
-from aegis_actors._nats_server import NatsServer
+from aegis_actors._nats_server import NatsServer, auth_config
 from aegis_actors._ref import ActorRef
 from aegis_actors._supervisor import Supervisor
 from aegis_actors._system import ActorSystem
@@ -48,6 +48,9 @@ class Fleet:
     plans: dict[str, list[InstancePlan]]
     root: ActorRef | None = None
     server: NatsServer | None = None
+    web: ActorRef | None = None
+    """The web monitor's tree, with `[web]`."""
+    web_url: str | None = None
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @property
@@ -108,9 +111,18 @@ async def start_fleet(system: ActorSystem, config: LoadedConfig) -> Fleet:
     server = None
     if config.fleet.embedded_server:
         embedded = config.fleet.embedded
-        server = NatsServer(port=embedded.port, store_dir=embedded.store_dir)
+        server = NatsServer(
+            port=embedded.port,
+            store_dir=embedded.store_dir,
+            extra_config=auth_config(embedded.auth),
+        )
         await anyio.to_thread.run_sync(server.start)
-        log.info("embedded nats-server started", url=server.url, store_dir=str(server.store_dir))
+        log.info(
+            "embedded nats-server started",
+            url=server.url,
+            store_dir=str(server.store_dir),
+            auth=str(embedded.auth) if embedded.auth else None,
+        )
     url = server.url if server else None
     fleet = Fleet(
         config, ",".join(config.connection(url).servers), plan_fleet(config, url), server=server
@@ -118,6 +130,8 @@ async def start_fleet(system: ActorSystem, config: LoadedConfig) -> Fleet:
     try:
         spec = fleet_tree(config, fleet.plans)
         fleet.root = await system.spawn(spec.start, name=spec.id, shutdown=spec.shutdown)
+        if config.fleet.web is not None:
+            await _start_web(system, fleet, url)
     except BaseException:
         if server is not None:
             await anyio.to_thread.run_sync(server.close)
@@ -125,8 +139,27 @@ async def start_fleet(system: ActorSystem, config: LoadedConfig) -> Fleet:
     return fleet
 
 
+async def _start_web(system: ActorSystem, fleet: Fleet, url: str | None) -> None:
+    """The web monitor of `[web]`: a NATS client of the fleet like any other."""
+    from aegis_actors._web.monitor import web_tree  # the `web` extra (checked at load)
+
+    config = fleet.config
+    assert config.fleet.web is not None
+    urls: list[str] = []
+    spec = web_tree(
+        config.connection(url),
+        config.fleet.web,
+        namespace=config.fleet.namespace,
+        on_listening=urls.append,
+    )
+    fleet.web = await system.spawn(spec.start, name=spec.id, shutdown=spec.shutdown)
+    fleet.web_url = urls[0]
+
+
 async def stop_fleet(system: ActorSystem, fleet: Fleet) -> None:
-    """Stop the tree (reverse order, graceful), then the embedded server."""
+    """Stop the web monitor, the tree (reverse order, graceful), then the embedded server."""
+    if fleet.web is not None and fleet.web.is_alive:
+        await system.stop(fleet.web)
     if fleet.root is not None and fleet.root.is_alive:
         await system.stop(fleet.root)
     if fleet.server is not None:
@@ -163,9 +196,11 @@ async def run_fleet(
             started.append(fleet)
             root = fleet.root
             assert root is not None
-            if ready is not None:
-                await ready(fleet)
+            # Signals are ours before `ready` says so: a Ctrl-C right after the
+            # "running" line must stop the fleet gracefully, not interrupt it.
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                if ready is not None:
+                    await ready(fleet)
                 failed = False
                 async with anyio.create_task_group() as tg:
 

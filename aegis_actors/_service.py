@@ -3,7 +3,7 @@
 Subclass it, name the service, and declare methods with `@rpc` and handlers
 with `@event`. Each method is served on `aegis.rpc.{service}.{method}` (queue
 group = the service, so instances share the load) and on
-`aegis.inst.{instanceId}.{method}` (this instance only), and on any subjects
+`aegis.inst.{service}.{instanceId}.{method}` (this instance only), and on any subjects
 `extra_subjects()` maps to it (the management API's `aegis.mgmt.*`; under an
 `extra_subjects_root()`, any other subject is a 404). Requests go through
 the actor's mailbox and are handled one at a time unless a method opts into
@@ -51,7 +51,12 @@ from aegis_actors._leadership.models import Leadership
 from aegis_actors._models import check_version
 from aegis_actors._registry.models import InstanceStatus
 from aegis_actors._request_server import SERVER_MESSAGES, RequestServer, ServiceWiring
-from aegis_actors._subjects import check_service_name, check_sticky_active_group
+from aegis_actors._subjects import (
+    check_event_subject,
+    check_service_name,
+    check_sticky_active_group,
+    subject_matches,
+)
 from aegis_actors._transport import NatsClient
 from aegis_actors._wire import DEFAULT_MAX_REQUEST_BYTES, TRACE_ID_HEADER
 
@@ -83,6 +88,16 @@ class ServiceActor(Actor):
     ACTIVE and takes every call, the others are STANDBY until it stops or dies
     (a config file's `sticky_active_group` overrides it). See `leadership`."""
 
+    published_events: ClassVar[tuple[str, ...]] = ()
+    """Event subjects or patterns this service publishes (`events.order.*`): when
+    given, `publish_event` refuses any other, and `aegis auth` grants exactly
+    these to the service's credentials (empty: no check, and no grant)."""
+
+    own_buckets: ClassVar[tuple[str, ...]] = ()
+    """KV buckets this service keeps its data in (names without the namespace:
+    open them as `self.actor_instance.buckets.named(name)`): `aegis auth`
+    grants the service's credentials full use of them, and nobody else any."""
+
     configuration_binding: ClassVar[ConfigurationBinding | None] = None
     """The configuration this service follows (a config file's
     `[services.configuration]` overrides the names); its value is in
@@ -100,6 +115,8 @@ class ServiceActor(Actor):
             check_version(cls.version)
         if cls.__dict__.get("sticky_active_group") is not None:
             check_sticky_active_group(cls.sticky_active_group)  # type: ignore[arg-type]
+        for pattern in cls.__dict__.get("published_events", ()):
+            check_event_subject(pattern, pattern=True)
 
     # -- what user code reads ----------------------------------------------------
 
@@ -224,12 +241,20 @@ class ServiceActor(Actor):
             event_id: the event's id (`Nats-Msg-Id`); a new ULID by default.
 
         Raises:
-            ValueError: a bad subject or event id, or a payload that is not JSON
-                (NaN and infinities included).
+            ValueError: a bad subject or event id, one outside `published_events`
+                (when declared), or a payload that is not JSON (NaN and
+                infinities included).
             StoreUnavailableError: a durable event got no acknowledgement (publish
                 it again with the same `event_id`).
             EventNotStoredError: the stream refused it.
         """
+        check_event_subject(subject)
+        declared = self.published_events
+        if declared and not any(subject_matches(p, subject) for p in declared):
+            raise ValueError(
+                f"{subject} is not one of {type(self).__name__}.published_events "
+                f"({', '.join(declared)})"
+            )
         request = current_request()
         headers = {TRACE_ID_HEADER: request.trace_id} if request is not None else None
         return await self._actor_server.events.publisher.publish(

@@ -3,7 +3,7 @@
 | what | subject |
 | --- | --- |
 | a method on any instance (queue group = service name) | `aegis.rpc.{service}.{method}` |
-| a method on one instance | `aegis.inst.{instanceId}.{method}` |
+| a method on one instance | `aegis.inst.{service}.{instanceId}.{method}` |
 | events | `events.{domain}.{action}` |
 | dead letters (stream `aegis-dead-letters`) | `aegis.dead.{service}.{handler}` |
 | a dead letter handed back to a service | `aegis.events.replay.{service}` |
@@ -12,11 +12,17 @@
 
 A non-empty namespace prefixes every subject but `$SRV.*` (`{ns}.aegis.rpc...`,
 `{ns}.events...`), so that several fleets, or tests, can share one server.
+
+The service is a token of its own in every subject that belongs to it, so a
+NATS permission can name a service's subjects: a wildcard matches whole
+tokens only (`aegis.inst.orders-*.>` would match the literal token
+`orders-*`, never `orders-1a2b3c4d`), hence `aegis.inst.{service}.{id}.*`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -155,10 +161,23 @@ class Subjects:
         return f"{self._pre}aegis.rpc.{service}.*"
 
     def instance(self, instance_id: str, method: str) -> str:
-        return f"{self._pre}aegis.inst.{instance_id}.{method}"
+        """`aegis.inst.{service}.{instanceId}.{method}` (the service read from the id)."""
+        return f"{self._pre}aegis.inst.{service_of(instance_id)}.{instance_id}.{method}"
 
     def instance_all(self, instance_id: str) -> str:
-        return f"{self._pre}aegis.inst.{instance_id}.*"
+        return f"{self._pre}aegis.inst.{service_of(instance_id)}.{instance_id}.*"
+
+    def instances_of(self, service: str) -> str:
+        """Every method of every instance of `service` (what its credentials may serve)."""
+        return f"{self._pre}aegis.inst.{service}.*.*"
+
+    def rpc_any(self) -> str:
+        """Every method of every service (what a caller may send to)."""
+        return f"{self._pre}aegis.rpc.>"
+
+    def instance_any(self) -> str:
+        """Every method of every instance (what a caller may send to)."""
+        return f"{self._pre}aegis.inst.>"
 
     def mgmt(self, resource: str, verb: str) -> str:
         return f"{self._pre}aegis.mgmt.{resource}.{verb}"
@@ -206,6 +225,36 @@ JS_API: Final = "$JS.API"
 def consumer_next(stream: str, consumer: str) -> str:
     """Where a pull request for the next events of a consumer goes."""
     return f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+
+
+def service_of(instance_id: str) -> str:
+    """The service name inside an instance id (`orders-1a2b3c4d` -> `orders`)."""
+    return instance_id.rpartition("-")[0] or instance_id
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """True if `subject` is matched by `pattern` (NATS wildcards: `*` one token, `>` the rest)."""
+    want = pattern.split(".")
+    got = subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(got) > i
+        if i >= len(got) or (token != "*" and token != got[i]):
+            return False
+    return len(got) == len(want)
+
+
+def matcher(pattern: str) -> Callable[[str], bool]:
+    """A fast test of "`subject` is matched by `pattern`" (one per subscription)."""
+    head, _, tail = pattern.rpartition(".")
+    if tail in ("*", ">") and "*" not in head and ">" not in head:
+        prefix = head + "."
+        if tail == ">":
+            return lambda subject: subject.startswith(prefix)
+        return lambda subject: subject.startswith(prefix) and "." not in subject[len(prefix) :]
+    if "*" not in pattern and ">" not in pattern:
+        return pattern.__eq__
+    return lambda subject: subject_matches(pattern, subject)
 
 
 def last_token(subject: str) -> str:

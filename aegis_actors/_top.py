@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aegis_actors._buckets import Buckets
+from aegis_actors._connection import connected_url
 from aegis_actors._errors import BucketNotFoundError, ConfigError, StoreUnavailableError
 from aegis_actors._kv import KVBucket
 from aegis_actors._mgmt.models import ServiceDefinition
@@ -30,7 +31,7 @@ from aegis_actors._models import utc_now
 from aegis_actors._registry.models import InstanceStatus, ServiceInstance
 from aegis_actors._registry.store import RegistryStore
 from aegis_actors._subjects import ControlVerb, control
-from aegis_actors._text import plural
+from aegis_actors._text import plural, printable
 from aegis_actors._transport import Msg, NatsClient
 
 #: Seconds an instance gets to answer `$SRV.STATS` before it shows as "?".
@@ -100,8 +101,7 @@ class FleetSampler:
                 if i.service_name == name
             ]
             services.append(ServiceView(name, definitions.get(name), views))
-        url = self.client.connected_url.geturl() if self.client.connected_url else ""
-        return FleetView(now, url, self.namespace, services, problem)
+        return FleetView(now, connected_url(self.client), self.namespace, services, problem)
 
     def _view(
         self, instance: ServiceInstance, now: datetime, stats: tuple[int, int] | None
@@ -178,12 +178,12 @@ def render(view: FleetView) -> RenderableType:
     ]
     for service in view.services:
         definition = (
-            Text(f"{service.definition.owner}, v{service.definition.version}")
+            Text(printable(f"{service.definition.owner}, v{service.definition.version}"))
             if service.definition
             else Text("undefined", style="dim")
         )
         table = Table(
-            title=Text.assemble((service.name, "bold"), "  ", definition),
+            title=Text.assemble((printable(service.name), "bold"), "  ", definition),
             title_justify="left",
             box=box.SIMPLE_HEAD,
             pad_edge=False,
@@ -198,9 +198,9 @@ def render(view: FleetView) -> RenderableType:
         for item in service.instances:
             status = item.instance.status
             table.add_row(
-                item.instance.instance_id,
+                Text(printable(item.instance.instance_id)),
                 Text(status.value, style=STATUS_STYLE.get(status, "")),
-                item.instance.version,
+                Text(printable(item.instance.version)),
                 _age(item.heartbeat_age),
                 _number(item.rate, 1),
                 _number(item.requests),
@@ -208,7 +208,7 @@ def render(view: FleetView) -> RenderableType:
             )
         parts.append(table)
     if view.problem:
-        parts.append(Text(f"partial view: {view.problem}", style="yellow"))
+        parts.append(Text(printable(f"partial view: {view.problem}"), style="yellow"))
     if not view.services:
         parts.append(Text("no services registered or defined", style="dim"))
     return Group(*parts)

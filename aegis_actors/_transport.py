@@ -13,6 +13,7 @@ something fails, and only then is the error handed to `transport_error`.
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Iterable, Iterator
 from typing import Final
 
@@ -28,8 +29,10 @@ from aegis_actors._errors import (
     BucketNotFoundError,
     NatsUnavailableError,
     NoRespondersError,
+    PermissionDeniedError,
     RequestTimeoutError,
     RevisionConflictError,
+    StorePermissionError,
     StoreUnavailableError,
     TransportError,
 )
@@ -40,7 +43,9 @@ __all__ = [
     "Msg",
     "NatsClient",
     "Subscription",
+    "client_of",
     "close_subscriptions",
+    "refuses_credentials",
     "store_errors",
     "transport_error",
     "transport_errors",
@@ -54,6 +59,9 @@ NATS_ERRORS: Final = (nats.errors.Error,)
 #: JetStream API error codes (`err_code`) aegis tells apart.
 _WRONG_LAST_SEQUENCE: Final = (10071, 10164)  # "wrong last sequence"
 _STREAM_NOT_FOUND: Final = 10059
+#: The server refused for lack of a resource (consumers 10026, streams 10027,
+#: resources 10023, memory 10028, storage 10047): worth retrying later, not a bug.
+_OUT_OF_RESOURCES: Final = (10023, 10026, 10027, 10028, 10047)
 
 
 def transport_error(
@@ -81,6 +89,22 @@ def transport_error(
     return NatsUnavailableError(f"cannot send to {subject}: {exc!r}")
 
 
+def client_of(js: JetStreamContext) -> NatsClient | None:
+    """The connection a JetStream context sends on (nats-py keeps it as `_nc`)."""
+    client = getattr(js, "_nc", None)
+    return client if isinstance(client, NatsClient) else None
+
+
+def refuses_credentials(error: BaseException) -> bool:
+    """An error of a connect that no retry would cure: the server refused the
+    credentials, or TLS does not verify. During the first connect nats-py
+    reports a refusal as a plain `Error` carrying `'Authorization Violation'`.
+    """
+    if isinstance(error, nats.errors.AuthorizationError | ssl.SSLError):
+        return True
+    return isinstance(error, nats.errors.Error) and "authorization violation" in str(error).lower()
+
+
 @contextlib.contextmanager
 def transport_errors(subject: str, *, timeout: float = 0.0) -> Iterator[None]:
     """Raise `transport_error` for whatever nats-py raises inside (off the hot path)."""
@@ -95,11 +119,15 @@ def store_errors(bucket: str, key: str = "", expected: int | None = None) -> Ite
     """Turn nats-py's errors around a KV call into the store family.
 
     A write checked against `expected` that found another revision is a
-    `RevisionConflictError`; a missing stream a `BucketNotFoundError`; no
-    answer, no quorum or no connection a `StoreUnavailableError`.
+    `RevisionConflictError`; a missing stream a `BucketNotFoundError`; a
+    subject the server's permissions refuse (told by `_denials.guard`) a
+    `StorePermissionError`; no answer, no quorum or no connection a
+    `StoreUnavailableError`.
     """
     try:
         yield
+    except PermissionDeniedError as exc:
+        raise StorePermissionError(exc.operation, exc.subject, exc.user, exc.queue) from exc
     except nats.js.errors.KeyWrongLastSequenceError as exc:
         raise RevisionConflictError(bucket, key, expected or 0) from exc
     except nats.js.errors.APIError as exc:
@@ -109,6 +137,8 @@ def store_errors(bucket: str, key: str = "", expected: int | None = None) -> Ite
             raise BucketNotFoundError(bucket) from exc
         if exc.code == 503 or isinstance(exc, nats.js.errors.ServiceUnavailableError):
             raise StoreUnavailableError(f"JetStream unavailable for {bucket}: {exc}") from exc
+        if exc.err_code in _OUT_OF_RESOURCES:
+            raise StoreUnavailableError(f"JetStream refused for {bucket}: {exc}") from exc
         raise
     except (
         nats.errors.TimeoutError,

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, from_json, to_json
 
 from aegis_actors._errors import ErrorCode, ServiceError
+from aegis_actors._text import UNSAFE_CHARACTER, printable
 
 DEADLINE_HEADER: Final = "Aegis-Deadline"
 TRACE_ID_HEADER: Final = "Aegis-Trace-Id"
@@ -183,8 +184,12 @@ def from_validation_error(exc: ValidationError, *, what: str = "body") -> Servic
     if not first["loc"] and first["type"] in ("model_type", "dict_type", "model_attributes_type"):
         return ServiceError.of(ErrorCode.BAD_REQUEST, f"{what} must be a JSON object")
     # Field names come from the request too: an unknown key may be 200 KiB long.
+    # And may hold ESC: the message goes in a header and to terminals, escaped.
     problems = [
-        {"field": _short(".".join(str(p) for p in e["loc"]) or what), "message": e["msg"]}
+        {
+            "field": printable(_short(".".join(str(p) for p in e["loc"]) or what)),
+            "message": e["msg"],
+        }
         for e in errors[:MAX_PROBLEMS]
     ]
     field = problems[0]["field"]
@@ -193,6 +198,10 @@ def from_validation_error(exc: ValidationError, *, what: str = "body") -> Servic
         "value": _short(first.get("input")),
         "errors": problems,
     }
+    if first["type"] == UNSAFE_CHARACTER:
+        context = first.get("ctx") or {}
+        details["position"] = context.get("position")
+        details["codePoint"] = context.get("codePoint")
     if len(errors) > MAX_PROBLEMS:
         details["moreErrors"] = len(errors) - MAX_PROBLEMS
     return ServiceError.of(ErrorCode.VALIDATION_ERROR, f"{field}: {first['msg']}", **details)

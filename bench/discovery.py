@@ -94,7 +94,7 @@ def record(service: str, instance_id: str) -> bytes:
 
 
 async def serve_bare(url: str, namespace: str) -> None:
-    """Answer `{ns}.aegis.inst.bench-bare-0000.*` with the aegis envelope around the body."""
+    """Answer `{ns}.aegis.inst.bench-bare.{instanceId}.*` with the aegis envelope."""
     client = await nats.connect(url)
     instance_id = "bench-bare-00000000"
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
 from structlog.testing import capture_logs
 
+from aegis_actors import ActorSystem, InstanceSettings, ManagementService, start_instance
 from aegis_actors.cli import build_parser
 
 
@@ -39,3 +42,13 @@ class Cli:
         code, out, err = await self(*argv, "--json")
         assert code == 0, err or out
         return json.loads(out)
+
+
+@asynccontextmanager
+async def management_cli(
+    capsys: pytest.CaptureFixture[str], settings: InstanceSettings, url: str
+) -> AsyncIterator[Cli]:
+    """A management service running for the block, and a `Cli` to run commands against it."""
+    async with ActorSystem() as system:
+        await start_instance(system, ManagementService, settings)
+        yield Cli(capsys, url, settings.namespace)

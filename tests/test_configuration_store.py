@@ -233,3 +233,40 @@ class TestCrashes:
             await store.get_configuration(config.id)
         assert (await store.bucket.entries(">")) == []
         del revision
+
+
+class TestListsFromTheMirror:
+    """Lists read the bucket once, then only what changed; each record once, current."""
+
+    async def test_pages_and_later_writes_need_no_second_read_of_the_bucket(
+        self, store: ConfigurationStore
+    ) -> None:
+        apps = [(await store.create_application(f"app-{i}", ""))[0] for i in range(5)]
+        names, cursor = [], None
+        while True:
+            page = await store.list_applications(2, cursor)
+            names += [a.name for a in page.items]
+            if (cursor := page.next_cursor) is None:
+                break
+        assert names == [f"app-{i}" for i in range(5)]
+        await store.create_application("app-9", "")
+        await store.delete_application(apps[0].id, None)
+        renamed, revision = await store.get_application(apps[1].id)
+        await store.update_application(renamed.id, revision, "app-1b", None)
+        listed = [a.name for a in (await store.list_applications(100, None)).items]
+        assert listed == ["app-1b", "app-2", "app-3", "app-4", "app-9"]
+        assert store._mirror is not None
+        assert store._mirror.reloads == 1, "caught up revision by revision"
+
+    async def test_an_applications_list_names_only_what_its_name_indexes_hold(
+        self, store: ConfigurationStore
+    ) -> None:
+        app, _ = await store.create_application("billing", "")
+        db, _ = await store.create_configuration(app.id, "db", "", {"pool": 5})
+        cache, _ = await store.create_configuration(app.id, "cache", "", {})
+        # The index of "cache" taken over by another id (a record that lost its name).
+        await plant_index(store, configuration_name_key(app.id, "cache"), db.id, age=0)
+        page = await store.list_configurations(app.id, 10, None)
+        assert [c.id for c in page.items] == [db.id]
+        everything = await store.list_configurations(None, 10, None)
+        assert sorted(c.id for c in everything.items) == sorted([db.id, cache.id])

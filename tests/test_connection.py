@@ -36,7 +36,7 @@ class TestSettings:
         ("kwargs", "message"),
         [
             ({"password": "x"}, "password needs user"),
-            ({"user": "u", "token": "t"}, "one of user/password, token or creds_file"),
+            ({"user": "u", "token": "t"}, "one of user/password, token, creds_file or nkey_seed"),
             ({"creds_file": "/no/such.creds"}, "does not exist"),
             ({"reconnect_wait_min": 2, "reconnect_wait_max": 1}, "reconnect_wait_max"),
             ({"connect_timeout": 0}, "greater than 0"),

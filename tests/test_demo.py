@@ -19,6 +19,7 @@ async def test_the_tour_runs_to_completion() -> None:
         result = await anyio.run_process(command, cwd=ROOT, check=False, env=None)
     out = result.stdout.decode()
     assert result.returncode == 0, out + result.stderr.decode()
+    assert "web monitor: http://127.0.0.1:" in out
     assert "created order-service" in out
     # The whole CRUD of a definition, with the stale update refused.
     assert "create  audit-service: 201, revision 4" in out
@@ -31,3 +32,6 @@ async def test_the_tour_runs_to_completion() -> None:
     assert "started again: both rebuilt the same 4 positions" in " ".join(out.split())
     assert "placed 26 orders (25 accepted, 1 rejected by risk):" in out
     assert "6 one by one, then 20 right after an instance was killed" in out
+    # The last act: config/secure.toml, roles enforced by the server.
+    assert "viewer   services.delete: 403 PERMISSION_DENIED" in out
+    assert "order-service registers as pricing-service: refused by the server" in out

@@ -157,3 +157,31 @@ class TestSettings:
             ConfigError, match=r"events\.domains: Value error, domain 'a\.b' must match"
         ):
             load_config(path)
+
+
+class TestGrants:
+    """`aegis auth`: a service with durable handlers may use its own consumers, and no other."""
+
+    def test_a_durable_handler_gets_its_stream_and_consumer_and_no_core_subscription(
+        self,
+    ) -> None:
+        from aegis_actors._auth import grants_of, service_role
+
+        class Books(ServiceActor):
+            service_name = "books"
+
+            @event("events.order.*", durable=True, dedupe=60)
+            async def on_order(self) -> None: ...
+
+            @event("events.order.*", durable=True, broadcast=True)
+            async def on_any(self) -> None: ...
+
+        role = service_role(grants_of(Books), "ns")
+        assert "$JS.API.CONSUMER.MSG.NEXT.ns-events-order.books_on_order" in role.publish
+        assert "$JS.ACK.ns-events-order.books_on_order.>" in role.publish
+        assert "$JS.API.CONSUMER.CREATE.ns-events-order.*" in role.publish  # broadcast
+        assert "$JS.API.STREAM.CREATE.ns-aegis-dead-letters" in role.publish
+        assert "ns.aegis.dead.books.*" in role.publish
+        assert "$KV.ns-aegis-event-dedupe.>" in role.publish
+        assert "ns.aegis.events.replay.books books" in role.subscribe
+        assert not any(s.startswith("ns.events.") for s in role.subscribe)

@@ -1,12 +1,19 @@
-"""KVBucket additions used by the management actor: revisions by number, tidy replays."""
+"""KVBucket additions used by the management actor: revisions by number, exact lists."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
+import nats.js.errors
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from nats.aio.client import Client
 
-from aegis_actors import BucketSpec, KVBucket
+from aegis_actors import BucketNotFoundError, BucketSpec, Entry, KVBucket, StoreUnavailableError
+from aegis_actors import _kv as kv
+from aegis_actors._transport import store_errors
 
 pytestmark = pytest.mark.nats
 
@@ -76,17 +83,149 @@ class TestReplays:
         assert await bucket.entries() == []
         assert [e.deleted for e in await bucket.history("a")] == [False, True]
 
-    async def test_replay_consumers_are_short_lived(
+    async def test_lists_and_histories_create_no_consumer(
         self, bucket: KVBucket, nats_client: Client
     ) -> None:
+        # A consumer per list reached the server's consumer limit under 8
+        # clients listing in a loop (979 alive at once).
         await bucket.put("a", b"1")
         for _ in range(3):
             assert [e.key for e in await bucket.entries()] == ["a"]
-        config = None
+            assert len(await bucket.history("a")) == 1
+        assert await nats_client.jetstream().consumers_info(bucket.stream) == []
+
+
+class TestExactLists:
+    """A list names each key once, at its newest value, whatever writes land while it reads."""
+
+    async def test_a_key_written_between_batches_is_listed_once_at_its_new_value(
+        self, bucket: KVBucket, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for key in "abcd":
+            await bucket.put(key, b"old")
+        monkeypatch.setattr(kv, "BATCH", 2)
+        real = kv._direct_batch
+        calls = 0
+
+        async def write_after_first_batch(*args: Any) -> Any:
+            nonlocal calls
+            result = await real(*args)
+            calls += 1
+            if calls == 1:  # "a" was read; rewrite it, delete "b", add "e"
+                await bucket.put("a", b"new")
+                await bucket.delete("b")
+                await bucket.put("e", b"new")
+            return result
+
+        monkeypatch.setattr(kv, "_direct_batch", write_after_first_batch)
+        listed = await bucket.entries()
+        assert [(e.key, e.value) for e in listed] == [
+            ("a", b"new"),
+            ("c", b"old"),
+            ("d", b"old"),
+            ("e", b"new"),
+        ]
+        assert calls > 2, "the read took several batches"
+
+    async def test_more_keys_than_a_multi_last_get_answers_for_are_all_listed(
+        self, bucket: KVBucket, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(kv, "BATCH", 300)
+        keys = [f"k{i:04d}" for i in range(kv.MULTI_LAST_MAX + 20)]
+        async with anyio.create_task_group() as tg:
+            for key in keys:
+                tg.start_soon(bucket.put, key, b"1")
+        for key in keys[::7]:
+            await bucket.put(key, b"2")  # history=2: the old revisions are kept too
+        listed = await bucket.entries()
+        assert [e.key for e in listed] == keys
+        assert {e.key for e in listed if e.value == b"2"} == set(keys[::7])
+
+    async def test_since_reads_every_kept_revision_of_a_range_in_batches(
+        self, bucket: KVBucket, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(kv, "BATCH", 2)
+        for key, value in (("a", b"1"), ("b", b"2"), ("a", b"3"), ("c", b"4"), ("a", b"5")):
+            await bucket.put(key, value)  # history=2: revision 1 ("a" = 1) is gone
+        await bucket.delete("b")
+        found = await bucket.since(1, 6)
+        assert [(e.revision, e.key, e.value, e.deleted) for e in found] == [
+            (2, "b", b"2", False),
+            (3, "a", b"3", False),
+            (4, "c", b"4", False),
+            (5, "a", b"5", False),
+            (6, "b", b"", True),
+        ]
+        assert [e.revision for e in await bucket.since(5, 6)] == [5, 6]
+
+    async def test_history_reads_past_a_batch(
+        self, bucket: KVBucket, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(kv, "BATCH", 1)
+        for value in (b"1", b"2", b"3"):
+            await bucket.put("a", value)
+        await bucket.put("b", b"x")
+        assert [(e.value, e.revision) for e in await bucket.history("a")] == [(b"2", 2), (b"3", 3)]
+
+    async def test_a_bucket_without_direct_gets_lists_through_a_consumer_each_key_once(
+        self, nats_client: Client, namespace: str
+    ) -> None:
         js = nats_client.jetstream()
-        for consumer in await js.consumers_info(bucket.stream):
-            config = consumer.config
-            # nats-py's default would be 300 s; the server deletes these soon after.
-            assert config.inactive_threshold is not None
-            assert config.inactive_threshold <= 2.0
-        assert config is not None, "the replays' consumers are still there to inspect"
+        await js.create_key_value(bucket=f"{namespace}-nodirect", history=3)  # allow_direct off
+        bucket = await KVBucket.ensure(js, BucketSpec(f"{namespace}-nodirect", history=3))
+        for value in (b"1", b"2"):
+            await bucket.put("a", value)
+        await bucket.put("b", b"x")
+        assert [(e.key, e.value) for e in await bucket.entries()] == [("a", b"2"), ("b", b"x")]
+        assert [e.value for e in await bucket.history("a")] == [b"1", b"2"]
+
+    async def test_a_bucket_opened_as_direct_without_direct_gets_still_lists(
+        self, nats_client: Client, namespace: str
+    ) -> None:
+        js = nats_client.jetstream()
+        await js.create_key_value(bucket=f"{namespace}-plain")  # allow_direct off
+        bucket = KVBucket(js, f"{namespace}-plain")  # assumed direct: no responder answers
+        await bucket.put("a", b"1")
+        assert [e.key for e in await bucket.entries()] == ["a"]
+        assert [e.value for e in await bucket.history("a")] == [b"1"]
+
+    async def test_listing_a_bucket_that_does_not_exist_says_so(
+        self, nats_client: Client, namespace: str
+    ) -> None:
+        with pytest.raises(BucketNotFoundError):
+            await KVBucket(nats_client.jetstream(), f"{namespace}-missing").entries()
+
+
+class TestNewestPerKey:
+    """The consumer path keeps the newest revision of a key delivered twice."""
+
+    @given(
+        st.lists(
+            st.tuples(st.sampled_from("abc"), st.integers(1, 50), st.booleans()),
+            max_size=30,
+        )
+    )
+    def test_each_key_once_at_its_highest_revision(
+        self, deliveries: list[tuple[str, int, bool]]
+    ) -> None:
+        entries = [Entry(key, b"", revision, deleted) for key, revision, deleted in deliveries]
+        newest = kv._newest_per_key(entries)
+        assert [e.key for e in newest] == sorted({e.key for e in entries})
+        for entry in newest:
+            assert entry.revision == max(e.revision for e in entries if e.key == entry.key)
+
+
+class TestStoreRefusals:
+    """A server out of a resource (consumers, storage) is a store outage (503), not a bug (500)."""
+
+    @pytest.mark.parametrize("err_code", [10023, 10026, 10047])
+    def test_a_resource_limit_is_store_unavailable(self, err_code: int) -> None:
+        refusal = nats.js.errors.BadRequestError(
+            code=400, err_code=err_code, description="maximum consumers limit reached"
+        )
+        with pytest.raises(StoreUnavailableError, match="refused"), store_errors("b"):
+            raise refusal
+
+    def test_another_bad_request_stays_what_it_is(self) -> None:
+        with pytest.raises(nats.js.errors.BadRequestError), store_errors("b"):
+            raise nats.js.errors.BadRequestError(code=400, err_code=10052, description="bad")

@@ -346,6 +346,20 @@ class TestDelete:
         assert error_of(reply) == (409, "REVISION_CONFLICT")
         assert kept["data"]["owner"] == "x"
 
+    @pytest.mark.parametrize("revision", [None, True, 1.0, "1", 0])
+    async def test_a_revision_that_is_not_a_positive_integer_is_a_422_and_nothing_is_deleted(
+        self, nats_client: Client, mgmt_settings: InstanceSettings, revision: Any
+    ) -> None:
+        # A null used to delete unconditionally (JS and Go clients send a missing field as null).
+        async with management(nats_client, mgmt_settings) as mgmt:
+            await mgmt.call("services", "create", ORDERS)
+            body = {"serviceName": "orders", "revision": revision}
+            reply = await mgmt.call("services", "delete", body)
+            kept = await mgmt.call("services", "get", {"serviceName": "orders"})
+        assert error_of(reply) == (422, "VALIDATION_ERROR")
+        assert reply["error"]["details"]["field"] == "revision"
+        assert kept["ok"]
+
     async def test_of_two_racing_deletes_exactly_one_succeeds(
         self, nats_client: Client, mgmt_settings: InstanceSettings
     ) -> None:

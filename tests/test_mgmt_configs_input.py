@@ -121,6 +121,14 @@ def bad_config_creates(app_id: str) -> list[tuple[str, bytes, int, str | None]]:
     ]
 
 
+def nested(depth: int) -> Any:
+    """A list in a list... `depth` deep."""
+    value: Any = "a/b"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def bad_requests(app_id: str, config_id: str) -> list[tuple[str, str, dict[str, Any], str]]:
     """(resource, verb, body, field at fault) for the verbs other than create."""
     app_rev = {"id": app_id, "revision": 1}
@@ -136,6 +144,12 @@ def bad_requests(app_id: str, config_id: str) -> list[tuple[str, str, dict[str, 
         ("apps", "list", {"limit": "10"}, "limit"),
         ("apps", "list", {"cursor": "!!nonsense!!"}, "cursor"),
         ("apps", "list", {"cursor": "eyJhIjoxLCJiIjoyfQ=="}, "cursor"),  # {"a":1,"b":2}
+        # Deep, huge or not the form given out: 422 before anything is read.
+        *[
+            (resource, "list", {"cursor": bad}, "cursor")
+            for resource in ("apps", "configs")
+            for bad in (nested(150), {"a": {"b": "c/d"}}, "a" * 10_000, "a/b/c", "/x", 7, True)
+        ],
         ("apps", "update", {"id": app_id, "comments": "x"}, "revision"),
         ("apps", "update", app_rev, "body"),
         ("apps", "update", {**app_rev, "revision": "1", "comments": "x"}, "revision"),
@@ -165,6 +179,17 @@ def bad_requests(app_id: str, config_id: str) -> list[tuple[str, str, dict[str, 
         ("configs", "update", {**config_rev, "applicationId": app_id, "comments": "x"}, "applicationId"),
         ("configs", "update", {**config_rev, "comments": "x", "updatedAt": "2025-08-02T10:30:00Z"}, "updatedAt"),
         ("configs", "delete", {"id": config_id, "revision": "1"}, "revision"),
+        # JS and Go clients send a missing revision as null: never an unconditional delete.
+        *[
+            (resource, "delete", {"id": ident, "revision": bad}, "revision")
+            for resource, ident in (("apps", app_id), ("configs", config_id))
+            for bad in (None, True, False, 1.0, 1.5, "1", [1], {"n": 1}, 0, 2**64)
+        ],
+        *[
+            (resource, "update", {"id": ident, "revision": bad, "comments": "x"}, "revision")
+            for resource, ident in (("apps", app_id), ("configs", config_id))
+            for bad in (None, True, 1.0, "1", [1])
+        ],
         ("configs", "history", {}, "id"),
         ("configs", "history", {"id": config_id, "limit": 5}, "limit"),
         *[("apps", "get", {"id": bad}, "id") for bad in ulids],

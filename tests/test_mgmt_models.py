@@ -18,8 +18,9 @@ from aegis_actors._mgmt.models import (
     GetInstance,
     ListServices,
     UpdateService,
-    service_of,
 )
+from aegis_actors._subjects import service_of
+from aegis_actors._text import REFUSED_CATEGORIES
 from aegis_actors._wire import from_validation_error
 
 NAME = re.compile(r"[a-z][a-z0-9-]{2,63}")
@@ -47,6 +48,8 @@ def assert_rejected(model: type[BaseModel], body: dict[str, Any], field: str) ->
 #: Every character `str.strip()` removes: drawn from directly, because a
 #: filter over broader categories threw away too many draws (a flaky health check).
 WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+#: Characters a text field takes (no controls or invisible characters: see tests/test_text.py).
+VISIBLE = st.characters(blacklist_categories=tuple(REFUSED_CATEGORIES))
 
 
 class TestServiceName:
@@ -78,7 +81,7 @@ class TestServiceName:
 class TestOwnerAndDescription:
     """owner: 1-100 characters; description: 0-500 characters (code points, not bytes)."""
 
-    @given(st.text(min_size=1, max_size=100).filter(str.strip))
+    @given(st.text(VISIBLE, min_size=1, max_size=100).filter(str.strip))
     @example(" team-a ")
     def test_an_owner_of_1_to_100_characters_is_accepted_as_sent(self, owner: str) -> None:
         assert CreateService.model_validate(create(owner=owner)).owner == owner
@@ -106,7 +109,7 @@ class TestOwnerAndDescription:
     def test_an_empty_owner_or_one_over_100_is_refused(self, owner: str) -> None:
         assert_rejected(CreateService, create(owner=owner), "owner")
 
-    @given(st.text(max_size=500))
+    @given(st.text(st.one_of(VISIBLE, st.sampled_from("\n\t")), max_size=500))
     @example("🦀" * 500)
     def test_a_description_up_to_500_characters_is_accepted(self, description: str) -> None:
         parsed = CreateService.model_validate(create(description=description))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
+from pydantic import ValidationError
 
 from aegis_actors import (
     ActorSystem,
@@ -17,7 +19,15 @@ from aegis_actors import (
     Subjects,
     start_instance,
 )
-from aegis_actors._wire import decode_reply
+from aegis_actors._wire import decode_reply, from_validation_error
+from services.trading.contracts import (
+    Limits,
+    OrderList,
+    OrderLookup,
+    OrderRequest,
+    RiskRequest,
+    Work,
+)
 from services.trading.order import OrderService
 from services.trading.pricing import PricingService
 from services.trading.risk import RiskService
@@ -95,8 +105,13 @@ class TestOrders:
             orders = await client.call("order-service", "list_orders", {})
             assert [o["id"] for o in orders] == [too_big["id"], accepted["id"]]
             with pytest.raises(ServiceError) as info:
-                await client.call("order-service", "get_order", {"id": "nope"})
+                await client.call(
+                    "order-service", "get_order", {"id": "01ARZ3NDEKTSV4RRFFQ69G5FAV"}
+                )
             assert info.value.status == 404
+            with pytest.raises(ServiceError) as info:
+                await client.call("order-service", "get_order", {"id": "nope"})
+            assert (info.value.status, info.value.details["field"]) == (422, "id")
             # Both risk instances saw the event (broadcast), whichever answers.
             with anyio.fail_after(5):
                 for _ in range(2):
@@ -196,3 +211,55 @@ class TestRiskRestart:
                     await system.stop(running.ref)
                 again = [await start_instance(system, RiskService, risk) for _ in range(2)]
                 await settled(client, [r.instance_id for r in again], before)
+
+
+class TestStrictRequests:
+    """Showcase requests are strict: a boolean is not a number, a string not an integer."""
+
+    @pytest.mark.parametrize(
+        ("model", "body", "field"),
+        [
+            (OrderRequest, {"symbol": "ACME", "side": "buy", "quantity": True}, "quantity"),
+            (OrderRequest, {"symbol": "ACME", "side": "buy", "quantity": 1.0}, "quantity"),
+            (OrderRequest, {"symbol": "ACME", "side": "buy", "quantity": "5"}, "quantity"),
+            (OrderList, {"limit": True}, "limit"),
+            (Limits, {"maxOrderNotional": True, "maxPositionNotional": 5}, "maxOrderNotional"),
+            (RiskRequest, {"symbol": "ACME", "side": "buy", "quantity": 1, "price": "2"}, "price"),
+            (Work, {"milliseconds": False}, "milliseconds"),
+            (OrderLookup, {"id": "x" * 10_000}, "id"),
+        ],
+    )
+    def test_a_wrong_type_is_a_422_naming_the_field(
+        self, model: type[Any], body: dict[str, Any], field: str
+    ) -> None:
+        with pytest.raises(ValidationError) as caught:
+            model.model_validate_json(json.dumps(body))
+        error = from_validation_error(caught.value)
+        assert (error.status, error.details["field"]) == (422, field)
+
+    def test_numbers_are_still_numbers(self) -> None:
+        assert (
+            OrderRequest.model_validate_json(
+                '{"symbol": "ACME", "side": "sell", "quantity": 5}'
+            ).quantity
+            == 5
+        )
+        assert (
+            Limits.model_validate_json(
+                '{"maxOrderNotional": 5, "maxPositionNotional": 5.5}'
+            ).max_order_notional
+            == 5.0
+        )
+
+    async def test_an_order_of_quantity_true_is_refused_and_not_stored(
+        self, instance_settings: InstanceSettings, nats_url: str
+    ) -> None:
+        async with fleet(instance_settings, nats_url) as client:
+            with pytest.raises(ServiceError) as info:
+                await client.call(
+                    "order-service",
+                    "create_order",
+                    {"symbol": "ACME", "side": "buy", "quantity": True},
+                )
+            assert (info.value.status, info.value.details["field"]) == (422, "quantity")
+            assert await client.call("order-service", "list_orders", {}) == []

@@ -10,11 +10,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from aegis_actors._buckets import Buckets
+from aegis_actors._buckets import (
+    Buckets,
+    application_key,
+    application_name_key,
+    configuration_key,
+    configuration_name_key,
+)
 from aegis_actors._configuration.models import NameIndex
 from aegis_actors._errors import ErrorCode, KeyExistsError, RevisionConflictError, ServiceError
 from aegis_actors._kv import BucketSpec, Entry, KVBucket
@@ -65,6 +71,41 @@ def parse(model: type[M], entry: Entry | None) -> M | None:
         return model.model_validate_json(entry.value)
     except ValidationError:
         return None
+
+
+class HeldName(NamedTuple):
+    """A name-index entry: `name` (of `application_id`'s configurations, or an application's)
+    is claimed by record `id`."""
+
+    application_id: str | None
+    name: str
+    id: str
+
+
+Record = ApplicationRecord | ConfigurationRecord | HeldName
+
+_APPLICATION: Final = application_key("")
+_CONFIGURATION: Final = configuration_key("")
+_APPLICATION_NAME: Final = application_name_key("")
+_CONFIGURATION_NAME: Final = configuration_name_key("", "")[:-1]  # "config-names."
+
+
+def record_of(entry: Entry) -> Record | None:
+    """What an entry of the bucket holds, by its key (None: nothing readable)."""
+    key = entry.key
+    if key.startswith(_APPLICATION):
+        return parse(ApplicationRecord, entry)
+    if key.startswith(_CONFIGURATION):
+        return parse(ConfigurationRecord, entry)
+    index = parse(NameIndex, entry)
+    if index is None:
+        return None
+    if key.startswith(_CONFIGURATION_NAME):
+        application_id, _, name = key[len(_CONFIGURATION_NAME) :].partition(".")
+        return HeldName(application_id, name, index.id)
+    if key.startswith(_APPLICATION_NAME):
+        return HeldName(None, key[len(_APPLICATION_NAME) :], index.id)
+    return None
 
 
 async def claim(

@@ -22,13 +22,22 @@ from aegis_actors._configuration.models import (
     Configuration,
     Ulid,
 )
-from aegis_actors._models import RequestModel, Revision, ServerTimestamps, WireModel, refuse_null
-from aegis_actors._pagination import DEFAULT_PAGE, Cursor, Limit
+from aegis_actors._models import (
+    LINES,
+    OptionalRevision,
+    RequestModel,
+    Revision,
+    ServerTimestamps,
+    WireModel,
+    refuse_null,
+)
+from aegis_actors._pagination import DEFAULT_PAGE, Limit, NameIdCursor
 
 StrictUlid = Annotated[Ulid, Strict()]
 ApplicationName = Annotated[str, Strict(), Field(pattern=APPLICATION_NAME)]
 ConfigurationName = Annotated[str, Strict(), Field(pattern=CONFIGURATION_NAME)]
-Comments = Annotated[str, Strict(), Field(max_length=1000)]
+#: Comments in a request: lines of visible characters (LF and TAB allowed).
+Comments = Annotated[str, Strict(), Field(max_length=1000), LINES]
 
 
 class _ReadOnlyIds(ServerTimestamps):
@@ -67,7 +76,7 @@ class ListApplications(RequestModel):
     """`aegis.mgmt.apps.list`: sorted by name."""
 
     limit: Limit = DEFAULT_PAGE
-    cursor: Cursor | None = None
+    cursor: NameIdCursor | None = None
 
 
 class UpdateApplication(_ReadOnlyIds):
@@ -91,7 +100,7 @@ class DeleteApplication(RequestModel):
     """`aegis.mgmt.apps.delete`: deletes its configurations too."""
 
     id: StrictUlid
-    revision: Revision | None = None
+    revision: OptionalRevision = None
 
 
 class ApplicationPage(WireModel):
@@ -131,7 +140,7 @@ class ListConfigurations(RequestModel):
 
     application_id: StrictUlid | None = None
     limit: Limit = DEFAULT_PAGE
-    cursor: Cursor | None = None
+    cursor: NameIdCursor | None = None
 
 
 class UpdateConfiguration(ServerTimestamps):
@@ -156,7 +165,7 @@ class DeleteConfiguration(RequestModel):
     """`aegis.mgmt.configs.delete`."""
 
     id: StrictUlid
-    revision: Revision | None = None
+    revision: OptionalRevision = None
 
 
 class ConfigurationHistory(RequestModel):

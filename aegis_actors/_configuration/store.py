@@ -29,7 +29,6 @@ release the old one after the record is written.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Final
@@ -37,8 +36,6 @@ from typing import Any, Final
 from ulid import ULID
 
 from aegis_actors._buckets import (
-    APPLICATIONS,
-    CONFIGURATIONS,
     Buckets,
     application_key,
     application_name_key,
@@ -51,17 +48,21 @@ from aegis_actors._configuration.records import (
     HISTORY,
     ApplicationRecord,
     ConfigurationRecord,
+    HeldName,
+    Record,
     check_revision,
     claim,
     configuration_bucket_spec,
     conflict,
     dump,
     parse,
+    record_of,
     release,
 )
 from aegis_actors._configuration.repair import RepairReport, repair
 from aegis_actors._errors import ErrorCode, RevisionConflictError, ServiceError
 from aegis_actors._kv import KVBucket
+from aegis_actors._mirror import BucketMirror
 from aegis_actors._models import WireModel, utc_now
 from aegis_actors._pagination import Key, Page, fit, paginate
 from aegis_actors._transport import JetStreamContext
@@ -74,6 +75,15 @@ DELETE_ATTEMPTS: Final = 5
 
 def _by_name(item: ApplicationRecord | ConfigurationRecord | Application | Configuration) -> Key:
     return (item.name, item.id)
+
+
+def _public(record: ConfigurationRecord) -> Configuration:
+    """The wire form of a stored configuration (as stored: a record written by hand that
+    breaks today's rules is still shown, never a 500)."""
+    return Configuration.model_construct(**{name: getattr(record, name) for name in _FIELDS})
+
+
+_FIELDS: Final = tuple(Configuration.model_fields)
 
 
 def _json_size(item: WireModel) -> int:
@@ -93,6 +103,7 @@ class ConfigurationStore:
         self.bucket = bucket
         self.grace = grace
         self.now = now
+        self._mirror: BucketMirror[Record] | None = None
 
     @classmethod
     async def open(
@@ -112,16 +123,18 @@ class ConfigurationStore:
         return record, entry.revision
 
     async def _configuration_ids(self, application_id: str) -> list[str]:
-        ids = []
+        # A set: during a rename both name indexes may be seen holding the same
+        # id (the old one checked before the record changed, the new one after).
+        ids = set()
         for entry in await self.bucket.entries(configuration_names(application_id)):
             index = parse(NameIndex, entry)
             name = entry.key.rpartition(".")[2]
             if index is not None and await self.holds_configuration(index.id, name):
-                ids.append(index.id)
+                ids.add(index.id)
         return sorted(ids)
 
     def _application(self, record: ApplicationRecord, ids: list[str]) -> Application:
-        return Application(
+        return Application.model_construct(  # as stored, like `_public`
             id=record.id,
             name=record.name,
             comments=record.comments,
@@ -140,24 +153,25 @@ class ConfigurationStore:
             raise ServiceError.of(ErrorCode.NOT_FOUND, f"no application named {name!r}", name=name)
         return await self.get_application(index.id)
 
+    async def _records(self) -> list[Record]:
+        """Every record the bucket holds, current as of this call (see `BucketMirror`)."""
+        if self._mirror is None:
+            self._mirror = BucketMirror(self.bucket, record_of)
+        await self._mirror.refresh()
+        return [record for _, record in self._mirror.items.values()]
+
     async def list_applications(
         self, limit: int, cursor: str | None, max_bytes: int | None = None
     ) -> Page[Application]:
-        records = [
-            record
-            for entry in await self.bucket.entries(APPLICATIONS)
-            if (record := parse(ApplicationRecord, entry)) and not record.deleting
-        ]
-        page = paginate(records, _by_name, limit, cursor, parts=2)
-        # One read of every configuration, not one per application (a page of
-        # 100 applications took 120 ms that way).
+        records = await self._records()
+        apps = [r for r in records if isinstance(r, ApplicationRecord) and not r.deleting]
+        page = paginate(apps, _by_name, limit, cursor, parts=2)
         owned: dict[str, list[str]] = {}
-        for entry in await self.bucket.entries(CONFIGURATIONS):
-            config = parse(ConfigurationRecord, entry)
-            if config is not None:
-                owned.setdefault(config.application_id, []).append(config.id)
-        apps = [self._application(r, sorted(owned.get(r.id, []))) for r in page.items]
-        return fit(Page(apps, page.next_cursor), _by_name, _json_size, max_bytes)
+        for record in records:
+            if isinstance(record, ConfigurationRecord):
+                owned.setdefault(record.application_id, []).append(record.id)
+        items = [self._application(r, sorted(owned.get(r.id, []))) for r in page.items]
+        return fit(Page(items, page.next_cursor), _by_name, _json_size, max_bytes)
 
     async def _configuration_record(self, configuration_id: str) -> tuple[ConfigurationRecord, int]:
         entry = await self.bucket.get(configuration_key(configuration_id))
@@ -170,7 +184,7 @@ class ConfigurationStore:
 
     async def get_configuration(self, configuration_id: str) -> tuple[Configuration, int]:
         record, revision = await self._configuration_record(configuration_id)
-        return Configuration.model_validate(record.model_dump()), revision
+        return _public(record), revision
 
     async def find_configuration(self, application_id: str, name: str) -> tuple[Configuration, int]:
         entry = await self.bucket.get(configuration_name_key(application_id, name))
@@ -192,20 +206,24 @@ class ConfigurationStore:
         max_bytes: int | None = None,
     ) -> Page[Configuration]:
         if application_id is not None:
-            await self.application_record(application_id)
-            records = []
-            for configuration_id in await self._configuration_ids(application_id):
-                # One deleted since its id was read is not listed (it was a 404 for the list).
-                with contextlib.suppress(ServiceError):
-                    records.append((await self._configuration_record(configuration_id))[0])
-        else:
+            await self.application_record(application_id)  # 404 if there is none
+        held = await self._records()
+        records = [r for r in held if isinstance(r, ConfigurationRecord)]
+        if application_id is not None:
+            # Its configurations: those whose name index points to them (as `get` counts them).
+            names = {
+                (r.application_id, r.name): r.id
+                for r in held
+                if isinstance(r, HeldName) and r.application_id is not None
+            }
             records = [
-                record
-                for entry in await self.bucket.entries(CONFIGURATIONS)
-                if (record := parse(ConfigurationRecord, entry))
+                r
+                for r in records
+                if r.application_id == application_id
+                and names.get((application_id, r.name)) == r.id
             ]
         page = paginate(records, _by_name, limit, cursor, parts=2)
-        items = [Configuration.model_validate(r.model_dump()) for r in page.items]
+        items = [_public(r) for r in page.items]
         return fit(Page(items, page.next_cursor), _by_name, _json_size, max_bytes)
 
     async def configuration_history(self, configuration_id: str) -> list[tuple[Configuration, int]]:
@@ -215,9 +233,7 @@ class ConfigurationStore:
         for entry in await self.bucket.history(configuration_key(configuration_id)):
             record = None if entry.deleted else parse(ConfigurationRecord, entry)
             if record is not None:
-                revisions.append(
-                    (Configuration.model_validate(record.model_dump()), entry.revision)
-                )
+                revisions.append((_public(record), entry.revision))
         return sorted(revisions, key=lambda item: item[1], reverse=True)[:HISTORY]
 
     # -- name indexes ----------------------------------------------------------------
@@ -363,7 +379,7 @@ class ConfigurationStore:
             await self.bucket.delete(configuration_key(configuration_id))
             await release(self.bucket, index_key, configuration_id)
             raise
-        return Configuration.model_validate(record.model_dump()), revision
+        return _public(record), revision
 
     async def update_configuration(
         self,
@@ -416,7 +432,7 @@ class ConfigurationStore:
                 configuration_name_key(record.application_id, record.name),
                 configuration_id,
             )
-        return Configuration.model_validate(updated.model_dump()), new_revision
+        return _public(updated), new_revision
 
     async def delete_configuration(self, configuration_id: str, revision: int | None) -> None:
         for _ in range(DELETE_ATTEMPTS):

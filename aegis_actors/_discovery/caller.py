@@ -7,7 +7,7 @@ One caller serves an instance (all its actors) or a `Client`. A call
    miss the cache actor reads the registry);
 2. picks an instance by the service's strategy among those the view says may
    be called (not UNHEALTHY; not STANDBY in a sticky-active service);
-3. sends the request to `aegis.inst.{instanceId}.{method}`, with
+3. sends the request to `aegis.inst.{service}.{instanceId}.{method}`, with
    `Aegis-Deadline` and, inside a handler, the handler's `Aegis-Trace-Id`;
 4. on "no responders" evicts the instance and tries another, within the same
    deadline; once every cached instance failed it rereads the registry once;
@@ -45,6 +45,7 @@ from aegis_actors._errors import (
     ErrorCode,
     NatsUnavailableError,
     NoRespondersError,
+    PermissionDeniedError,
     RequestTimeoutError,
     ServiceError,
 )
@@ -81,7 +82,7 @@ class _Route:
         self._by_instance: dict[str, str] = {}
 
     def subject(self, instance_id: str) -> str:
-        """`aegis.inst.{instanceId}.{method}`, built once per instance."""
+        """`aegis.inst.{service}.{instanceId}.{method}`, built once per instance."""
         subject = self._by_instance.get(instance_id)
         if subject is None:
             if len(self._by_instance) >= MAX_TRACKED_INSTANCES:
@@ -187,7 +188,8 @@ class Caller:
         Raises:
             ServiceError: the error reply of the method; or SERVICE_UNAVAILABLE
                 (no healthy instance, registry unreachable with nothing cached,
-                NATS unusable) or DEADLINE_EXCEEDED (no reply in time).
+                NATS unusable), DEADLINE_EXCEEDED (no reply in time) or
+                PERMISSION_DENIED (our credentials may not send to the subject).
             ValueError: a bad service or method name, timeout, or params that
                 are not JSON or too large for the server.
         """
@@ -284,6 +286,9 @@ class Caller:
                 if tried is None:
                     tried = set()
                 tried.add(instance_id)
+        except PermissionDeniedError as exc:
+            self.failed += 1
+            raise ServiceError.denied(exc) from None
         except NatsUnavailableError as exc:
             self.failed += 1
             raise ServiceError.of(

@@ -5,7 +5,8 @@ Any NATS client can drive the API (`nats req aegis.mgmt.services.get
 replies into `ServiceError`s and parses answers into the API's models. Failures
 before any reply become `ServiceError`s too: no `aegis-mgmt` instance
 subscribed is 503 `SERVICE_UNAVAILABLE`, no answer in time is 504
-`DEADLINE_EXCEEDED`.
+`DEADLINE_EXCEEDED`, a subject our credentials may not use is 403
+`PERMISSION_DENIED` (at once, on a connection made by `connect()`).
 
 Example:
 
@@ -29,7 +30,14 @@ from aegis_actors._configuration.requests import (
     ConfigurationPage,
     ConfigurationRevision,
 )
-from aegis_actors._errors import ErrorCode, NoRespondersError, RequestTimeoutError, ServiceError
+from aegis_actors._denials import guard
+from aegis_actors._errors import (
+    ErrorCode,
+    NoRespondersError,
+    PermissionDeniedError,
+    RequestTimeoutError,
+    ServiceError,
+)
 from aegis_actors._mgmt.definitions import Versioned
 from aegis_actors._mgmt.models import InstanceList, ServiceDefinition, ServicePage
 from aegis_actors._registry.models import ServiceInstance
@@ -77,16 +85,20 @@ class ManagementClient:
         """Send one request; return the success reply.
 
         Raises:
-            ServiceError: the error reply, or 503 / 504 when none came.
+            ServiceError: the error reply; 503 / 504 when none came; 403 when
+                the server's permissions refuse us the subject.
         """
         subject = self.subjects.mgmt(resource, verb)
         body = params if isinstance(params, bytes) else to_json(params)
         headers = {DEADLINE_HEADER: deadline_header(self.timeout)}
         try:
-            with transport_errors(subject, timeout=self.timeout):
-                msg = await self.client.request(
-                    subject, body, timeout=self.timeout, headers=headers
-                )
+            async with guard(self.client, subject):
+                with transport_errors(subject, timeout=self.timeout):
+                    msg = await self.client.request(
+                        subject, body, timeout=self.timeout, headers=headers
+                    )
+        except PermissionDeniedError as exc:
+            raise ServiceError.denied(exc) from None
         except NoRespondersError:
             raise ServiceError.of(
                 ErrorCode.SERVICE_UNAVAILABLE,

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from aegis_actors._buckets import Buckets
 from aegis_actors._errors import ErrorCode, ServiceError
-from aegis_actors._mgmt.models import InstanceList, service_of
+from aegis_actors._mgmt.models import InstanceList
 from aegis_actors._registry.models import ServiceInstance
 from aegis_actors._registry.store import RegistryStore
+from aegis_actors._subjects import service_of
 from aegis_actors._transport import JetStreamContext
 
 

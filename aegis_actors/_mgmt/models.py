@@ -20,7 +20,10 @@ from pydantic import AfterValidator, Field, Strict, field_validator, model_valid
 from pydantic_core import PydanticCustomError
 
 from aegis_actors._models import (
+    LINES,
+    ONE_LINE,
     VERSION_PATTERN,
+    OptionalRevision,
     RequestModel,
     Revision,
     ServerTimestamps,
@@ -70,10 +73,12 @@ def _instance_id(value: str) -> str:
 ServiceName = Annotated[str, Strict(), AfterValidator(_service_name)]
 #: A stored owner: what any earlier server may have written, so that reading it never fails.
 Owner = Annotated[str, Strict(), Field(min_length=1, max_length=OWNER_MAX)]
-#: An owner in a request: also not blank. Kept as sent (not stripped): what a
-#: client writes is what it reads back.
-NewOwner = Annotated[Owner, AfterValidator(_not_blank)]
+#: An owner in a request: also not blank, one line of visible characters. Kept
+#: as sent (not stripped): what a client writes is what it reads back.
+NewOwner = Annotated[Owner, AfterValidator(_not_blank), ONE_LINE]
 Description = Annotated[str, Strict(), Field(max_length=DESCRIPTION_MAX)]
+#: A description in a request: lines of visible characters (LF and TAB allowed).
+NewDescription = Annotated[Description, LINES]
 Version = Annotated[str, Strict(), AfterValidator(_version)]
 InstanceId = Annotated[str, Strict(), AfterValidator(_instance_id)]
 
@@ -97,7 +102,7 @@ class CreateService(ServerTimestamps):
 
     service_name: ServiceName
     owner: NewOwner
-    description: Description = ""
+    description: NewDescription = ""
     version: Version
 
 
@@ -124,7 +129,7 @@ class UpdateService(ServerTimestamps):
     service_name: ServiceName
     revision: Revision = Field(description="The definition's current revision (optimistic lock).")
     owner: NewOwner | None = None
-    description: Description | None = None
+    description: NewDescription | None = None
     version: Version | None = None
 
     _not_null = field_validator("owner", "description", "version", mode="before")(refuse_null)
@@ -150,7 +155,7 @@ class DeleteService(RequestModel):
     """`aegis.mgmt.services.delete`: with `revision`, only if the definition is still at it."""
 
     service_name: ServiceName
-    revision: Revision | None = None
+    revision: OptionalRevision = None
 
 
 class ServicePage(WireModel):
@@ -178,8 +183,3 @@ class InstanceList(WireModel):
     """The answer of `instances.list`, sorted by service and instance id."""
 
     items: list[ServiceInstance]
-
-
-def service_of(instance_id: str) -> str:
-    """The service name inside a valid instance id (`orders-1a2b3c4d` -> `orders`)."""
-    return instance_id.rpartition("-")[0]

@@ -240,6 +240,7 @@ class HeartbeatActor(Actor):
                 if leadership is not None and status is InstanceStatus.ACTIVE
                 else None
             ),
+            configuration=instance.bound_configuration,
             last_heartbeat=utc_now(),
             metadata={"host": socket.gethostname(), "pid": os.getpid(), **instance.metadata},
         )

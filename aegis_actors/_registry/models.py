@@ -31,6 +31,15 @@ class InstanceStatus(StrEnum):
     """Healthy, waiting to become active in a sticky-active group."""
 
 
+class BoundConfiguration(WireModel):
+    """The configuration an instance follows live, by application and configuration name."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    application: str = Field(description="The application's name.")
+    name: str = Field(description="The configuration's name in it.")
+
+
 class ServiceInstance(WireModel):
     """The value of `service-instances.{serviceName}.{instanceId}`."""
 
@@ -46,6 +55,9 @@ class ServiceInstance(WireModel):
         None,
         description="While ACTIVE in a sticky-active group: the revision at which it took "
         "the group's leadership key (a newer leader has a larger one).",
+    )
+    configuration: BoundConfiguration | None = Field(
+        None, description="The configuration it follows live, if any (its binding)."
     )
     last_heartbeat: Timestamp = Field(description="When the instance last wrote this record.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form facts.")

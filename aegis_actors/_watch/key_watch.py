@@ -38,14 +38,13 @@ import structlog
 from nats.js import api
 
 from aegis_actors._errors import StoreUnavailableError
-from aegis_actors._kv import MARKER_REASON_HEADER, OPERATION_HEADER, KVBucket
+from aegis_actors._kv import MARKER_REASON_HEADER, OPERATION_HEADER, KVBucket, kv_call
 from aegis_actors._transport import (
     NATS_ERRORS,
     Msg,
     NatsClient,
     Subscription,
     close_subscriptions,
-    store_errors,
 )
 
 log = structlog.get_logger("aegis_actors.kv_watch")
@@ -180,7 +179,7 @@ class KeyWatch:
                 num_replicas=1,
                 inactive_threshold=max(MIN_INACTIVE_THRESHOLD, 5 * self.idle_heartbeat),
             )
-            with store_errors(self.bucket.name, self.keys):
+            async with kv_call(self.bucket.js, self.bucket.name, self.keys):
                 try:
                     info = await self.bucket.js.add_consumer(
                         self.bucket.stream, config=config, timeout=self.op_timeout

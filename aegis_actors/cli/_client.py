@@ -2,7 +2,13 @@
 
 Exit codes: 0 success; 1 the request failed (an error reply, no `aegis-mgmt`
 answering, no answer in time), with the error's message on stderr; 2 bad
-command-line usage (argparse); 3 NATS could not be reached.
+command-line usage (argparse); 3 NATS could not be reached (or refused the
+credentials); 4 the server's permissions refuse these credentials the
+subject (403 PERMISSION_DENIED).
+
+Every command connects as `aegis run` does: the same `AEGIS_NATS_*`
+variables (`connection.NATS_ENV`), each with its option, into one
+`ConnectionSettings`, which `connection.connect` alone turns into a connection.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
+from nats.aio.client import Client as NatsClient
+from pydantic import ValidationError
 from pydantic_core import to_json
 from rich import box
 from rich.console import Console
@@ -22,14 +30,15 @@ from rich.table import Table
 from rich.text import Text
 
 from aegis_actors._configuration.requests import ApplicationPage, ConfigurationPage
-from aegis_actors._connection import ConnectionSettings, connect, split_urls
-from aegis_actors._errors import NatsUnavailableError, ServiceError
+from aegis_actors._connection import NATS_ENV, ConnectionSettings, connect, redact, split_urls
+from aegis_actors._errors import ErrorCode, NatsUnavailableError, ServiceError
 from aegis_actors._eventloop import run
 from aegis_actors._mgmt.client import DEFAULT_TIMEOUT, ManagementClient
 from aegis_actors._mgmt.models import ServicePage
 from aegis_actors._models import format_timestamp, utc_now
 from aegis_actors._pagination import DEFAULT_PAGE, MAX_PAGE
 from aegis_actors._subjects import check_namespace
+from aegis_actors._text import printable, printable_json
 
 URL_ENV: Final = "AEGIS_NATS_URL"
 NAMESPACE_ENV: Final = "AEGIS_NAMESPACE"
@@ -37,6 +46,22 @@ DEFAULT_URL: Final = "nats://127.0.0.1:4222"
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_NO_NATS: Final = 3
+EXIT_DENIED: Final = 4
+
+#: The credential and TLS options: flag, `ConnectionSettings` field, help. Each
+#: defaults to its `AEGIS_NATS_*` variable (`NATS_ENV`), as in `aegis run`.
+CONNECTION_OPTIONS: Final = (
+    ("--user", "user", "user name"),
+    ("--password", "password", "password of --user (a variable is safer: arguments show in ps)"),
+    ("--token", "token", "authentication token (a variable is safer)"),
+    ("--creds", "creds_file", "NATS credentials file (user JWT and NKey seed)"),
+    ("--nkey", "nkey_seed", "file holding an NKey seed (SU...)"),
+    ("--inbox-prefix", "inbox_prefix", "reply subject prefix (default _INBOX.{user or key})"),
+    ("--ca", "tls.ca_file", "CA bundle that signs the server certificates"),
+    ("--cert", "tls.cert_file", "client certificate (mutual TLS)"),
+    ("--key", "tls.key_file", "private key of --cert"),
+)
+_VARIABLE: Final = {field: variable for variable, field in NATS_ENV.items()}
 
 Action = Callable[[ManagementClient, argparse.Namespace], Awaitable[None]]
 PageT = TypeVar("PageT", ServicePage, ApplicationPage, ConfigurationPage)
@@ -69,6 +94,16 @@ def client_options() -> argparse.ArgumentParser:
     options.add_argument(
         "--json", action="store_true", help="print the reply as JSON (for scripts)"
     )
+    credentials = options.add_argument_group("credentials and TLS")
+    for flag, field, text in CONNECTION_OPTIONS:
+        variable = _VARIABLE[field]
+        credentials.add_argument(
+            flag,
+            dest=_dest(field),
+            default=os.environ.get(variable) or None,
+            metavar=flag.removeprefix("--").split("-")[0].upper(),
+            help=f"{text} (default: ${variable})",
+        )
     # A client prints answers: "nats connected" lines would be noise (--log-level info shows them).
     options.set_defaults(log_level_default="warning")
     return options
@@ -133,31 +168,83 @@ def nats_urls(text: str) -> list[str]:
     return urls
 
 
+def _dest(field: str) -> str:
+    return "nats_" + field.replace(".", "_")
+
+
 def connection_settings(args: argparse.Namespace) -> ConnectionSettings:
-    """Where `--url` points (one URL, or several of a cluster), tried for `--timeout`."""
-    return ConnectionSettings(
-        url=args.url,  # a list from `nats_urls`; one URL becomes a string there
-        initial_connect_timeout=args.timeout,
-        connect_timeout=min(args.timeout, 2.0),
-    )
+    """Where `--url` points (one URL, or several of a cluster), tried for `--timeout`,
+    as whom (the credential and TLS options).
+
+    Raises:
+        UsageError: options that do not go together (e.g. --user and --token).
+    """
+    data: dict[str, Any] = {
+        "url": args.url,  # a list from `nats_urls`; one URL becomes a string there
+        "initial_connect_timeout": args.timeout,
+        "connect_timeout": min(args.timeout, 2.0),
+    }
+    tls: dict[str, Any] = {}
+    for _, field, _ in CONNECTION_OPTIONS:
+        value = getattr(args, _dest(field), None)
+        if value is None:
+            continue
+        if field.startswith("tls."):
+            tls[field.removeprefix("tls.")] = value
+        else:
+            data[field] = value
+    if tls:
+        data["tls"] = tls
+    try:
+        return ConnectionSettings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
+        raise UsageError(redact(f"connection options: {problems}")) from None
+
+
+def exit_code(error: ServiceError) -> int:
+    """EXIT_DENIED for PERMISSION_DENIED, else EXIT_FAILED."""
+    return EXIT_DENIED if error.code == ErrorCode.PERMISSION_DENIED else EXIT_FAILED
+
+
+def settings_or_exit(args: argparse.Namespace) -> ConnectionSettings | int:
+    """The connection settings the options say, or EXIT_USAGE after saying why not."""
+    try:
+        return connection_settings(args)
+    except UsageError as exc:
+        print(f"aegis: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+async def connect_or_report(args: argparse.Namespace) -> NatsClient | int:
+    """A connection as the options say, or the exit code after saying why not."""
+    settings = settings_or_exit(args)
+    if isinstance(settings, int):
+        return settings
+    try:
+        return await connect(settings)
+    except NatsUnavailableError as exc:
+        print(f"aegis: {exc}", file=sys.stderr)
+        return EXIT_NO_NATS
 
 
 def execute(args: argparse.Namespace, action: Action) -> int:
     """Connect, run `action`, report a failure; return the exit code."""
 
     async def main() -> int:
-        try:
-            client = await connect(connection_settings(args))
-        except NatsUnavailableError as exc:
-            print(f"aegis: {exc}", file=sys.stderr)
-            return EXIT_NO_NATS
+        client = await connect_or_report(args)
+        if isinstance(client, int):
+            return client
         try:
             await action(
                 ManagementClient(client, namespace=args.namespace, timeout=args.timeout), args
             )
         except ServiceError as exc:
             report_error(args, exc)
-            return EXIT_FAILED
+            return exit_code(exc)
         finally:
             await client.close()
         return 0
@@ -182,17 +269,25 @@ def report_error(args: argparse.Namespace, error: ServiceError) -> None:
         envelope = {"ok": False, "status": error.status, "error": error.to_dict()}
         print(to_json(envelope).decode())
         return
-    print(f"aegis: {error.status} {error.code}: {error.message}", file=sys.stderr)
+    # The message may quote what another client stored: escaped, like every output.
+    print(f"aegis: {error.status} {error.code}: {printable(error.message)}", file=sys.stderr)
     if "field" in error.details:
-        print(
-            f"  field: {error.details['field']}, value: {error.details.get('value')!r}",
-            file=sys.stderr,
-        )
+        field = printable(str(error.details["field"]))
+        print(f"  field: {field}, value: {error.details.get('value')!r}", file=sys.stderr)
 
 
 def console() -> Console:
     """Rich output to the current stdout (which tests may have replaced)."""
     return Console(file=sys.stdout, highlight=False)
+
+
+def shown(value: object, **style: Any) -> Text:
+    """A value from the fleet as a cell: never read as markup, escaped where a terminal would act.
+
+    Data stored before the text rules, or written straight into KV by another
+    client, may hold ESC sequences, CR or bidi overrides (docs/reference/cli.md).
+    """
+    return Text(printable(str(value)), **style)
 
 
 def table(*columns: str, no_wrap: tuple[str, ...] = ()) -> Table:
@@ -207,9 +302,9 @@ def table(*columns: str, no_wrap: tuple[str, ...] = ()) -> Table:
 
 
 def print_json(raw: bytes | Any) -> None:
-    """Print a reply as received (bytes) or a value as JSON."""
+    """Print a reply as received (bytes) or a value as JSON, what a terminal acts on escaped."""
     data = raw if isinstance(raw, bytes) else to_json(raw, by_alias=True)
-    print(data.decode())
+    print(printable_json(data.decode(errors="backslashreplace")))
 
 
 def age(moment: datetime) -> str:
@@ -263,4 +358,4 @@ def print_page(rows: Table, next_cursor: str | None) -> None:
     out = console()
     out.print(rows)
     if next_cursor is not None:
-        out.print(Text(f"more: add --cursor {next_cursor}, or --all"))
+        out.print(shown(f"more: add --cursor {next_cursor}, or --all"))

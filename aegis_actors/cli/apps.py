@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 from rich.table import Table
-from rich.text import Text
 
 from aegis_actors._configuration.models import Application, Configuration, is_ulid
 from aegis_actors._configuration.requests import ApplicationPage
@@ -28,6 +27,7 @@ from aegis_actors.cli._client import (
     paging_options,
     print_json,
     print_page,
+    shown,
     table,
     usage_error,
 )
@@ -120,11 +120,11 @@ def by_id_or_name(app: str) -> dict[str, str]:
 
 def fields_table(title: str, fields: dict[str, Any], revision: int | None) -> Table:
     """A record's fields, one per row (the wire names, as `--json` shows them)."""
-    result = Table(show_header=False, box=None, title=Text(title), title_justify="left")
+    result = Table(show_header=False, box=None, title=shown(title), title_justify="left")
     result.add_column(style="bold")
     result.add_column()
     for field, value in fields.items():
-        result.add_row(field, Text(str(value)))  # Text: user data is never read as markup
+        result.add_row(field, shown(value))
     if revision is not None:
         result.add_row("revision", str(revision))
     return result
@@ -142,7 +142,7 @@ def _show(
     if configurations:
         rows = table("CONFIGURATION", "ID", "UPDATED", no_wrap=("CONFIGURATION", "ID", "UPDATED"))
         for config in configurations:
-            rows.add_row(Text(config.name), config.id, age(config.updated_at))
+            rows.add_row(shown(config.name), shown(config.id), age(config.updated_at))
         out.print(rows)
     return app
 
@@ -192,7 +192,7 @@ async def _delete(client: ManagementClient, args: argparse.Namespace) -> None:
         return
     count = len(found.configuration_ids)
     also = f" and its {count} configuration{'s' if count > 1 else ''}" if count else ""
-    console().print(Text(f"deleted {found.name}{also}"))
+    console().print(shown(f"deleted {found.name}{also}"))
 
 
 async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
@@ -204,10 +204,10 @@ async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
     )
     for app in page.items:
         rows.add_row(
-            app.name,
-            app.id,
+            shown(app.name),
+            shown(app.id),
             str(len(app.configuration_ids)),
             age(app.updated_at),
-            Text(app.comments),
+            shown(app.comments),
         )
     print_page(rows, page.next_cursor)

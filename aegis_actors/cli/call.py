@@ -11,14 +11,16 @@ from pydantic_core import from_json, to_json
 from aegis_actors._client import Client
 from aegis_actors._errors import AegisError, NatsUnavailableError, ServiceError
 from aegis_actors._eventloop import run
+from aegis_actors._text import printable, printable_json
 from aegis_actors.cli._client import (
     EXIT_FAILED,
     EXIT_NO_NATS,
     EXIT_USAGE,
     client_options,
-    connection_settings,
+    exit_code,
     print_json,
     report_error,
+    settings_or_exit,
 )
 
 
@@ -49,15 +51,18 @@ def main(args: argparse.Namespace) -> int:
             return EXIT_USAGE
 
     async def call() -> int:
+        settings = settings_or_exit(args)
+        if isinstance(settings, int):
+            return settings
         try:
-            async with Client(nats=connection_settings(args), namespace=args.namespace) as client:
+            async with Client(nats=settings, namespace=args.namespace) as client:
                 reply = await client.call(
                     args.service, args.method, params,
                     timeout=args.timeout, idempotent=args.idempotent, envelope=True,
                 )  # fmt: skip
         except ServiceError as exc:
             report_error(args, exc)
-            return EXIT_FAILED
+            return exit_code(exc)
         except ValueError as exc:  # a bad service or method name, or timeout
             print(f"aegis call: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -65,12 +70,12 @@ def main(args: argparse.Namespace) -> int:
             print(f"aegis: {exc}", file=sys.stderr)
             return EXIT_NO_NATS
         except AegisError as exc:
-            print(f"aegis: {exc}", file=sys.stderr)
+            print(f"aegis: {printable(str(exc))}", file=sys.stderr)
             return EXIT_FAILED
         if args.json:
             print_json(reply)
         else:
-            print(to_json(reply.get("data"), indent=2).decode())
+            print(printable_json(to_json(reply.get("data"), indent=2).decode()))
         return 0
 
     return run(call)

@@ -20,6 +20,7 @@ from rich.text import Text
 from aegis_actors._configuration.models import Configuration, is_ulid
 from aegis_actors._configuration.requests import ConfigurationHistoryPage, ConfigurationPage
 from aegis_actors._mgmt.client import Answer, ManagementClient
+from aegis_actors._text import printable_json
 from aegis_actors.cli._client import (
     UsageError,
     age,
@@ -30,6 +31,7 @@ from aegis_actors.cli._client import (
     paging_options,
     print_json,
     print_page,
+    shown,
     table,
 )
 from aegis_actors.cli.apps import APP_HELP, application_id, checked, fields_table
@@ -206,7 +208,7 @@ def _show(answer: Answer, args: argparse.Namespace, title: str) -> None:
     out = console()
     out.print(fields_table(title, fields, answer.revision))
     out.print(Text("config", style="bold"))
-    out.print(Text(json.dumps(value, indent=2, ensure_ascii=False)))
+    out.print(Text(printable_json(json.dumps(value, indent=2, ensure_ascii=False))))
 
 
 async def _create(client: ManagementClient, args: argparse.Namespace) -> None:
@@ -249,7 +251,7 @@ async def _delete(client: ManagementClient, args: argparse.Namespace) -> None:
     if args.json:
         print_json(answer.raw)
     else:
-        console().print(Text(f"deleted {args.config_name or args.target}"))
+        console().print(shown(f"deleted {args.config_name or args.target}"))
 
 
 async def _history(client: ManagementClient, args: argparse.Namespace) -> None:
@@ -266,9 +268,13 @@ async def _history(client: ManagementClient, args: argparse.Namespace) -> None:
         rows.add_row(
             str(item.revision),
             config.model_dump(mode="json")["updatedAt"],
-            Text(config.name),
+            shown(config.name),
             # A value may be 64 KiB: one line, cut at the screen's edge (--json has it all).
-            Text(json.dumps(config.config, ensure_ascii=False), no_wrap=True, overflow="ellipsis"),
+            Text(
+                printable_json(json.dumps(config.config, ensure_ascii=False)),
+                no_wrap=True,
+                overflow="ellipsis",
+            ),
         )
     out = console()
     out.print(Text(f"{len(items)} revision{'s' if len(items) > 1 else ''}, newest first"))
@@ -293,10 +299,10 @@ async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
     )  # fmt: skip
     for config in items:
         rows.add_row(
-            Text(config.name),
-            names.get(config.application_id, config.application_id),
-            config.id,
+            shown(config.name),
+            shown(names.get(config.application_id, config.application_id)),
+            shown(config.id),
             age(config.updated_at),
-            Text(config.comments),
+            shown(config.comments),
         )
     print_page(rows, page.next_cursor)

@@ -11,7 +11,15 @@ from rich.text import Text
 from aegis_actors._mgmt.client import ManagementClient
 from aegis_actors._mgmt.models import InstanceList
 from aegis_actors._registry.models import InstanceStatus, ServiceInstance
-from aegis_actors.cli._client import age, client_options, console, execute, print_json, table
+from aegis_actors.cli._client import (
+    age,
+    client_options,
+    console,
+    execute,
+    print_json,
+    shown,
+    table,
+)
 
 _STATUS_STYLE = {
     InstanceStatus.ACTIVE: "green",
@@ -54,14 +62,13 @@ async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
     )  # fmt: skip
     for instance in InstanceList.model_validate(answer.data).items:
         rows.add_row(
-            instance.instance_id,
-            instance.service_name,
-            instance.version,
+            shown(instance.instance_id),
+            shown(instance.service_name),
+            shown(instance.version),
             _status(instance),
             age(instance.last_heartbeat),
-            # Text: what instances write is never read as markup.
-            Text(str(instance.metadata.get("host", ""))),
-            Text(str(instance.metadata.get("pid", ""))),
+            shown(instance.metadata.get("host", "")),
+            shown(instance.metadata.get("pid", "")),
         )
     console().print(rows)
 
@@ -73,7 +80,7 @@ async def _get(client: ManagementClient, args: argparse.Namespace) -> None:
         return
     instance = ServiceInstance.model_validate(answer.data)
     table = Table(
-        show_header=False, box=None, title=Text(instance.instance_id), title_justify="left"
+        show_header=False, box=None, title=shown(instance.instance_id), title_justify="left"
     )
     table.add_column(style="bold")
     table.add_column()
@@ -84,7 +91,7 @@ async def _get(client: ManagementClient, args: argparse.Namespace) -> None:
         if field == "status":
             table.add_row(field, _status(instance))
         elif value is not None:
-            table.add_row(field, Text(str(value)))  # Text: never read as markup
+            table.add_row(field, shown(value))
     for key, value in sorted(metadata.items()):
-        table.add_row(Text(f"metadata.{key}"), Text(str(value)))
+        table.add_row(shown(f"metadata.{key}"), shown(value))
     console().print(table)

@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from aegis_actors._config_file import load_config
+from aegis_actors._config_file import ENV_OVERRIDES, load_config
+from aegis_actors._connection import redact
 from aegis_actors._errors import ConfigError
 from aegis_actors._eventloop import run as run_loop
 from aegis_actors._runtime import Fleet, run_fleet
@@ -19,8 +20,7 @@ def register(commands: Any) -> None:
         help="start the services of a config file (Ctrl-C stops them gracefully)",
         description="Start the services a supervisor config file describes. Without "
         "[nats].url an embedded nats-server is started. Environment variables "
-        "AEGIS_NATS_URL, AEGIS_NATS_USER, AEGIS_NATS_PASSWORD, AEGIS_NATS_TOKEN, "
-        "AEGIS_NATS_CREDS_FILE and AEGIS_NAMESPACE override the file.",
+        f"{', '.join(ENV_OVERRIDES)} override the file.",
     )
     parser.add_argument("config", help="the TOML config file, e.g. config/showcase.toml")
     parser.add_argument(
@@ -35,12 +35,18 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"aegis run: {exc}", file=sys.stderr)
         return 2
+    missing = config.missing_files()
+    if missing:
+        print(
+            f"aegis run: {args.config}: missing {', '.join(missing)}; `aegis auth "
+            f"{args.config} --nkeys DIR -o FILE` writes roles and keys",
+            file=sys.stderr,
+        )
+        return 2
     fleet = config.fleet
     count = sum(s.config.instances for s in config.services)
     where = (
-        "an embedded nats-server"
-        if fleet.embedded_server
-        else ", ".join(config.connection().servers)
+        "an embedded nats-server" if fleet.embedded_server else config.connection().shown_servers
     )
     if args.check:
         print(
@@ -51,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
 
     async def ready(running: Fleet) -> None:
         names = ", ".join(f"{s.name} x{s.config.instances}" for s in config.services)
+        web = f"; web monitor at {running.web_url}" if running.web_url else ""
         print(
             f"aegis: {plural(running.instance_count, 'instance')} running ({names}) against "
-            f"{running.url}; Ctrl-C stops them",
+            f"{redact(running.url)}{web}; Ctrl-C stops them",
             flush=True,
         )
 

@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from aegis_actors._errors import NatsServerError, PortInUseError
-from aegis_actors._nats_server import NatsServer
+from aegis_actors._nats_server import NatsServer, auth_config
 from aegis_actors.cli._client import integer
 
 
@@ -25,11 +25,23 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--store-dir", default=None, help="JetStream folder (default: temporary, removed at exit)"
     )
+    parser.add_argument(
+        "--auth",
+        metavar="FILE",
+        default=None,
+        help="a nats-server config to add, such as the roles `aegis auth` writes",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    server = NatsServer(port=args.port, store_dir=args.store_dir)
+    try:
+        server = NatsServer(
+            port=args.port, store_dir=args.store_dir, extra_config=auth_config(args.auth)
+        )
+    except NatsServerError as exc:
+        print(f"aegis server: {exc}", file=sys.stderr)
+        return 1
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -41,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"aegis server: {exc}{hint}", file=sys.stderr)
         server.close()
         return 1
+    enforced = f"; roles from {args.auth}" if args.auth else ""
     print(
-        f"nats-server ready at {server.url} (JetStream in {server.store_dir}); Ctrl-C stops it",
+        f"nats-server ready at {server.url} (JetStream in {server.store_dir}{enforced}); "
+        "Ctrl-C stops it",
         flush=True,
     )
     try:

@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from rich.table import Table
-from rich.text import Text
 
 from aegis_actors._mgmt.client import Answer, ManagementClient
 from aegis_actors._mgmt.models import ServiceDefinition, ServicePage
@@ -18,6 +17,7 @@ from aegis_actors.cli._client import (
     paging_options,
     print_json,
     print_page,
+    shown,
     table,
 )
 
@@ -71,11 +71,11 @@ def _show(answer: Answer, args: argparse.Namespace, done: str) -> None:
         print_json(answer.raw)
         return
     definition = ServiceDefinition.model_validate(answer.data)
-    table = Table(show_header=False, box=None, title=Text(done), title_justify="left")
+    table = Table(show_header=False, box=None, title=shown(done), title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     for field, value in definition.model_dump(mode="json").items():
-        table.add_row(field, Text(str(value)))  # Text: user data is never read as markup
+        table.add_row(field, shown(value))
     table.add_row("revision", str(answer.revision))
     console().print(table)
 
@@ -113,7 +113,7 @@ async def _delete(client: ManagementClient, args: argparse.Namespace) -> None:
     if args.json:
         print_json(answer.raw)
     else:
-        console().print(Text(f"deleted {args.service_name}"))
+        console().print(shown(f"deleted {args.service_name}"))
 
 
 async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
@@ -126,6 +126,10 @@ async def _list(client: ManagementClient, args: argparse.Namespace) -> None:
     for item in page.items:
         updated = item.model_dump(mode="json")["updatedAt"]
         rows.add_row(
-            item.service_name, item.version, Text(item.owner), updated, Text(item.description)
+            shown(item.service_name),
+            shown(item.version),
+            shown(item.owner),
+            updated,
+            shown(item.description),
         )
     print_page(rows, page.next_cursor)

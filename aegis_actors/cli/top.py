@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 import anyio
 from pydantic_core import to_json
 from rich.live import Live
 
-from aegis_actors._connection import connect
-from aegis_actors._errors import NatsUnavailableError
 from aegis_actors._eventloop import run
+from aegis_actors._text import printable_json
 from aegis_actors._top import FleetSampler, render
-from aegis_actors.cli._client import (
-    EXIT_NO_NATS,
-    client_options,
-    connection_settings,
-    console,
-    seconds,
-)
+from aegis_actors.cli._client import client_options, connect_or_report, console, seconds
 
 
 def register(commands: Any) -> None:
@@ -40,11 +32,9 @@ def register(commands: Any) -> None:
 
 def main(args: argparse.Namespace) -> int:
     async def top() -> int:
-        try:
-            client = await connect(connection_settings(args))
-        except NatsUnavailableError as exc:
-            print(f"aegis: {exc}", file=sys.stderr)
-            return EXIT_NO_NATS
+        client = await connect_or_report(args)
+        if isinstance(client, int):
+            return client
         sampler = FleetSampler(client, args.namespace)
         try:
             if args.once or args.json:
@@ -53,7 +43,7 @@ def main(args: argparse.Namespace) -> int:
                 await anyio.sleep(args.interval)
                 view = await sampler.sample()
                 if args.json:
-                    print(to_json(view, by_alias=True).decode())
+                    print(printable_json(to_json(view, by_alias=True).decode()))
                 else:
                     console().print(render(view))
                 return 0

@@ -1,15 +1,28 @@
-"""The contracts the trading services share: requests, replies and events, in one place."""
+"""The contracts the trading services share: requests, replies and events, in one place.
+
+Requests are strict (`Request`): `true` is not a quantity, `"5"` is not a
+number and `1.0` is not an integer, so a client's wrong type is a 422 naming
+the field instead of an order of quantity 1.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from aegis_actors import Timestamp, WireModel
 
 Symbol = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,8}$")]
+#: An order id: a ULID, as the order service makes them.
+OrderId = Annotated[str, StringConstraints(pattern=r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
+
+
+class Request(WireModel):
+    """A request's parameters: strict types (JSON numbers for numbers, not booleans or strings)."""
+
+    model_config = ConfigDict(strict=True)
 
 
 class Side(StrEnum):
@@ -25,11 +38,11 @@ class OrderStatus(StrEnum):
 # -- pricing ----------------------------------------------------------------------
 
 
-class PriceRequest(WireModel):
+class PriceRequest(Request):
     symbol: Symbol
 
 
-class PricesRequest(WireModel):
+class PricesRequest(Request):
     symbols: list[Symbol] | None = Field(None, description="All symbols when omitted.")
 
 
@@ -53,7 +66,7 @@ class PriceUpdated(WireModel):
 # -- risk -----------------------------------------------------------------------------
 
 
-class RiskRequest(WireModel):
+class RiskRequest(Request):
     symbol: Symbol
     side: Side
     quantity: int = Field(gt=0)
@@ -66,7 +79,7 @@ class RiskDecision(WireModel):
     exposure: float = Field(description="Notional of the symbol's position after the order.")
 
 
-class Limits(WireModel):
+class Limits(Request):
     max_order_notional: float = Field(gt=0)
     max_position_notional: float = Field(gt=0)
 
@@ -80,7 +93,7 @@ class Position(WireModel):
 # -- orders ---------------------------------------------------------------------------
 
 
-class OrderRequest(WireModel):
+class OrderRequest(Request):
     symbol: Symbol
     side: Side
     quantity: int = Field(gt=0, le=1_000_000)
@@ -97,11 +110,11 @@ class Order(WireModel):
     created_at: Timestamp
 
 
-class OrderLookup(WireModel):
-    id: str
+class OrderLookup(Request):
+    id: OrderId
 
 
-class OrderList(WireModel):
+class OrderList(Request):
     symbol: Symbol | None = None
     limit: int = Field(50, ge=1, le=1000)
 
@@ -115,11 +128,11 @@ class OrderCreated(WireModel):
 # -- what every showcase service also answers ----------------------------------------
 
 
-class Echo(WireModel):
+class Echo(Request):
     message: str = Field(max_length=10_000)
 
 
-class Work(WireModel):
+class Work(Request):
     milliseconds: int = Field(ge=0, le=5_000)
 
 

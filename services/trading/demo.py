@@ -1,7 +1,9 @@
 """The showcase tour: `make demo`, or `python -m services.trading.demo [--url URL]`.
 
 Without `--url` it starts the fleet of `config/showcase.toml` in this process
-(with an embedded nats-server on a free port), tours it, and stops it. With
+(with an embedded nats-server on a free port, and the web monitor, whose URL it
+prints), tours it, and stops it (from a terminal it keeps both running until
+Ctrl-C, so the monitor can be explored). With
 `--url` it tours a fleet already running there (`aegis run
 config/showcase.toml` in another terminal). The tour defines the services,
 manages one more definition through its whole life (create, get, update, a
@@ -42,7 +44,9 @@ from aegis_actors import (
 )
 from aegis_actors._config_file import EmbeddedServerSettings, LoadedConfig, load_config
 from aegis_actors._instance_tree import instance_spec
+from aegis_actors._nats_server import port_is_free
 from aegis_actors._runtime import Fleet, start_fleet, stop_fleet
+from aegis_actors._web.settings import DEFAULT_PORT, WebSettings
 from aegis_actors._wire import decode_reply
 
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -290,9 +294,13 @@ def _settings(url: str) -> Any:
     return ConnectionSettings(url=url, initial_connect_timeout=10.0)
 
 
-async def own_fleet(port: int) -> bool:
+async def own_fleet(port: int, stay: bool) -> bool:
     config = load_config(SHOWCASE, environ={})
-    fleet = config.fleet.model_copy(update={"embedded": EmbeddedServerSettings(port=port)})
+    # The monitor on its usual port when that is free (a second demo takes another).
+    web = WebSettings(port=DEFAULT_PORT if port_is_free(DEFAULT_PORT) else 0)
+    fleet = config.fleet.model_copy(
+        update={"embedded": EmbeddedServerSettings(port=port), "web": web}
+    )
     config = LoadedConfig(config.path, fleet, config.services)
     step(f"Start the showcase fleet ({SHOWCASE.relative_to(ROOT)}) with an embedded nats-server")
     async with ActorSystem("showcase") as system:
@@ -301,10 +309,17 @@ async def own_fleet(port: int) -> bool:
             f"  {running.instance_count} instances of {len(running.plans)} services "
             f"on {running.url}"
         )
+        console.print(f"  web monitor: [bold]{running.web_url}[/] (open it to watch the tour)")
         try:
-            return await tour(
+            ok = await tour(
                 running.url, restart=lambda client: restart_risk(client, system, running)
             )
+            if stay:
+                step(f"The fleet keeps running: explore it at {running.web_url}; Ctrl-C stops it")
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        break
+            return ok
         finally:
             step("Stop the fleet (each instance deregisters, drains and closes)")
             await stop_fleet(system, running)
@@ -317,12 +332,24 @@ def main() -> int:
     parser.add_argument(
         "--port", type=int, default=0, help="embedded server port (default: a free one)"
     )
+    parser.add_argument(
+        "--stay",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the fleet and its web monitor running after the tour, until Ctrl-C "
+        "(default: when run from a terminal)",
+    )
     args = parser.parse_args()
+    stay = sys.stdin.isatty() if args.stay is None else args.stay
     configure_logging(LogFormat.HUMAN, "error")
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     try:
-        ok = run(lambda: tour(args.url, args.namespace) if args.url else own_fleet(args.port))
+        ok = run(lambda: tour(args.url, args.namespace) if args.url else own_fleet(args.port, stay))
+        if ok and not args.url:
+            from services.trading.secure_tour import secure_tour
+
+            ok = run(lambda: secure_tour(console))
     except ServiceError as exc:
         console.print(f"[red]the tour failed: {exc}[/]")
         return 1

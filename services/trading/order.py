@@ -32,16 +32,17 @@ class OrderService(ShowcaseService):
     """Orders, kept in the `orders` bucket so that any instance can answer for any order."""
 
     service_name = "order-service"
+    published_events = ("events.order.created",)
+    own_buckets = ("orders",)
     version = "1.0.0"
     Settings = OrderSettings
 
     async def on_start(self) -> None:
         self.config: OrderSettings = self.settings
-        namespace = self.actor_instance.subjects.namespace
         self.orders = await KVBucket.ensure(
             self.nats.jetstream(timeout=self.actor_instance.kv_timeout),
             BucketSpec(
-                name=f"{namespace}-orders" if namespace else "orders",
+                name=self.actor_instance.buckets.named("orders"),
                 description="aegis showcase: orders placed through order-service",
             ),
         )

@@ -39,6 +39,7 @@ class PricingService(ShowcaseService):
     """Quotes for a handful of symbols."""
 
     service_name = "pricing-service"
+    published_events = ("events.pricing.updated",)
     version = "1.0.0"
     Settings = PricingSettings
 
