@@ -40,13 +40,8 @@ from aegis_actors._dispatch import (
 from aegis_actors._endpoints import EventHandler, endpoints_of
 from aegis_actors._errors import MailboxFullError
 from aegis_actors._events.consumer import ServiceStarted, ServingChanged
-from aegis_actors._events.runner import (
-    CoreEvent,
-    Delivery,
-    EventPositions,
-    EventRunner,
-    Replay,
-)
+from aegis_actors._events.messages import CoreEvent, Delivery, EventPositions, Replay
+from aegis_actors._events.runner import EventRunner
 from aegis_actors._instance import Instance
 from aegis_actors._leadership.models import Leadership, LeadershipChanged
 from aegis_actors._micro import MicroResponder

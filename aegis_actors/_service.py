@@ -44,8 +44,8 @@ from aegis_actors._actor import Actor
 from aegis_actors._configuration.binding import ConfigurationBinding
 from aegis_actors._discovery.caller import CallOptions
 from aegis_actors._dispatch import Request, current_request
+from aegis_actors._events.messages import CoreEvent
 from aegis_actors._events.publish import Published
-from aegis_actors._events.runner import CoreEvent
 from aegis_actors._instance import Instance
 from aegis_actors._leadership.models import Leadership
 from aegis_actors._models import check_version

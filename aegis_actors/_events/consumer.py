@@ -49,7 +49,7 @@ from aegis_actors._events.flow import (
     ConsumerFacts,
     Flow,
 )
-from aegis_actors._events.runner import Delivery, EventPositions
+from aegis_actors._events.messages import Delivery, EventPositions
 from aegis_actors._events.streams import (
     ConsumerSpec,
     consumer_name,

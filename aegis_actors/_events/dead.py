@@ -5,7 +5,8 @@ on subject `aegis.dead.{service}.{handler}`, with headers saying what
 happened (`DEAD_HEADERS`). `aegis events dead list` shows them; `replay`
 hands one back to its service (a request on `aegis.events.replay.{service}`,
 served by one instance, which runs the handler and answers), and deletes it
-once handled; `drop` deletes it.
+once handled; `drop` deletes it. `store_dead_letter` is the runner's side,
+`DeadLetters` the CLI's.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import nats.js.errors
 
 from aegis_actors._buckets import Buckets
 from aegis_actors._errors import ErrorCode, ServiceError, TransportError
-from aegis_actors._events.context import EVENT_ID_HEADER
+from aegis_actors._events.context import EVENT_ID_HEADER, AckInfo
+from aegis_actors._events.streams import ensure_dead_letter_stream
+from aegis_actors._instance import Instance
 from aegis_actors._subjects import Subjects
-from aegis_actors._transport import NatsClient, store_errors, transport_errors
+from aegis_actors._transport import JetStreamContext, NatsClient, store_errors, transport_errors
 from aegis_actors._wire import decode_reply
 
 SERVICE_HEADER: Final = "Aegis-Dead-Service"
@@ -79,6 +82,43 @@ def dead_letter_headers(
         # One dead letter per event and consumer, even if it is dead-lettered twice.
         EVENT_ID_HEADER: f"{stream}.{sequence}.{service}.{handler}",
     }
+
+
+async def store_dead_letter(
+    js: JetStreamContext,
+    instance: Instance,
+    handler: str,
+    wire_subject: str,
+    data: bytes,
+    headers: Mapping[str, str] | None,
+    info: AckInfo,
+    error: str,
+) -> None:
+    """Store an event `handler` gave up on, making the dead-letter stream if it is gone.
+
+    Raises:
+        nats-py's errors: it was not stored (the caller has the event delivered again).
+    """
+    subjects = instance.subjects
+    letter_headers = dead_letter_headers(
+        headers,
+        service=instance.service_name,
+        handler=handler,
+        instance_id=instance.instance_id,
+        subject=subjects.event_of(wire_subject),
+        stream=info.stream,
+        sequence=info.sequence,
+        deliveries=info.delivered,
+        error=error,
+    )
+    subject = subjects.dead_letter(instance.service_name, handler)
+    try:
+        await js.publish(subject, data, headers=letter_headers)
+    except nats.js.errors.NoStreamResponseError:
+        await ensure_dead_letter_stream(
+            js, subjects=subjects, buckets=instance.buckets, settings=instance.events
+        )
+        await js.publish(subject, data, headers=letter_headers)
 
 
 @dataclass(frozen=True, slots=True)

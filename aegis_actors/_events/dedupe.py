@@ -17,7 +17,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from aegis_actors._buckets import Buckets, event_dedupe_key
 from aegis_actors._errors import KeyExistsError
@@ -70,3 +71,46 @@ class Deduper:
         # KeyExistsError: another instance finished it too, marked either way.
         with contextlib.suppress(KeyExistsError):
             await bucket.create(self.key(handler, event_id), b"", ttl=window)
+
+
+class Marks:
+    """The dedupe marks of one service's handlers, opened at first use; failures are logged.
+
+    A check that fails says "not finished" (at least once beats at most once); a
+    mark that fails leaves the event to run again if it comes again.
+    """
+
+    def __init__(
+        self,
+        js: Callable[[], JetStreamContext],
+        buckets: Buckets,
+        service: str,
+        log: Callable[[], Any],
+    ) -> None:
+        self._js = js
+        self._buckets = buckets
+        self._service = service
+        self._log = log
+        self._deduper: Deduper | None = None
+
+    def _open(self) -> Deduper:
+        if self._deduper is None:
+            self._deduper = Deduper(self._js(), self._buckets, self._service)
+        return self._deduper
+
+    async def finished(self, handler: str, event_id: str) -> bool:
+        try:
+            return await self._open().finished(handler, event_id)
+        except Exception as exc:
+            self._log().warning("dedupe check failed", handler=handler, error=repr(exc))
+            return False
+
+    async def mark(self, handler: str, event_id: str, window: int) -> None:
+        try:
+            await self._open().mark(handler, event_id, window)
+        except Exception as exc:
+            self._log().warning(
+                "dedupe mark failed: the event may run again if delivered again",
+                handler=handler,
+                error=repr(exc),
+            )

@@ -20,9 +20,8 @@ While a handler runs, `current_event()` gives its `EventContext`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import nats.errors
@@ -31,9 +30,9 @@ from anyio.abc import TaskGroup
 from pydantic import ValidationError
 from pydantic_core import from_json
 
-from aegis_actors._dispatch import EndpointStats, Request, Served, _current_request
+from aegis_actors._dispatch import Served, _current_request
 from aegis_actors._endpoints import EventHandler
-from aegis_actors._errors import ErrorCode, ServiceError
+from aegis_actors._errors import AegisError, ErrorCode, ServiceError
 from aegis_actors._events.context import EVENT_ID_HEADER, AckInfo, EventContext, parse_ack_subject
 from aegis_actors._events.dead import (
     DELIVERIES_HEADER,
@@ -41,95 +40,16 @@ from aegis_actors._events.dead import (
     SEQUENCE_HEADER,
     STREAM_HEADER,
     SUBJECT_HEADER,
-    dead_letter_headers,
+    store_dead_letter,
 )
-from aegis_actors._events.dedupe import Deduper
-from aegis_actors._events.flow import ACK, TERM, Binding, nak
+from aegis_actors._events.dedupe import Marks
+from aegis_actors._events.flow import ACK, TERM, nak
+from aegis_actors._events.messages import CoreEvent, Delivery, EventStats, Replay
 from aegis_actors._events.publish import EventPublisher
-from aegis_actors._events.streams import ensure_dead_letter_stream
 from aegis_actors._instance import Instance
 from aegis_actors._subjects import queue_group
 from aegis_actors._transport import NatsClient
 from aegis_actors._wire import error_reply, non_json_number, ok_reply
-
-
-class CoreEvent(NamedTuple):
-    """A core event on its way through the mailbox to its handler.
-
-    A named tuple, as `Request` is: one is made for every event.
-    """
-
-    subject: str
-    data: bytes
-    headers: Mapping[str, str] | None
-    handler: EventHandler
-
-
-class Delivery(NamedTuple):
-    """A durable event the events actor told the service (settle it with the server)."""
-
-    subject: str
-    reply: str
-    """`$JS.ACK...`: where the verdict goes, and the delivery's facts."""
-    data: bytes
-    headers: Mapping[str, str] | None
-    binding: Binding
-
-
-@dataclass(frozen=True, slots=True)
-class Replay:
-    """A dead letter handed back by `aegis events dead replay`: answered when handled."""
-
-    request: Request
-
-
-@dataclass(frozen=True, slots=True)
-class EventPositions:
-    """Ask the service: the last stream sequence each durable handler settled (by name)."""
-
-
-class EventStats(EndpointStats):
-    """An event handler's counters in `$SRV.STATS` (`num_requests` = events handled)."""
-
-    def __init__(self, handler: EventHandler, subject: str, group: str) -> None:
-        super().__init__(handler.name, subject, group, handler.description)
-        self.durable = handler.durable is not None
-        self.redelivered = 0
-        """Deliveries that were not an event's first."""
-        self.retried = 0
-        """Events the handler failed (or asked to retry later) and will see again."""
-        self.dead_lettered = 0
-        self.deduplicated = 0
-        """Events skipped because the handler had finished them (`dedupe`)."""
-        self.binding: Binding | None = None
-
-    def info(self) -> dict[str, Any]:
-        info = super().info()
-        info["metadata"] = {
-            **info["metadata"],
-            "kind": "event",
-            "durable": str(self.durable).lower(),
-        }
-        return info
-
-    def stats(self) -> dict[str, Any]:
-        stats = super().stats()
-        data: dict[str, Any] = {"kind": "event", "durable": self.durable}
-        if self.durable:
-            facts = self.binding.facts if self.binding is not None else None
-            data.update(
-                stream=self.binding.stream if self.binding else None,
-                consumer=self.binding.consumer if self.binding else None,
-                pending=facts.pending if facts else 0,
-                ack_pending=facts.ack_pending if facts else 0,
-                redelivering=facts.redelivered if facts else 0,
-                redelivered=self.redelivered,
-                retried=self.retried,
-                dead_lettered=self.dead_lettered,
-            )
-        data["deduplicated"] = self.deduplicated
-        stats["data"] = data
-        return stats
 
 
 class EventRunner:
@@ -171,7 +91,12 @@ class EventRunner:
         self._running = 0
         self._idle = anyio.Event()
         self._idle.set()
-        self._deduper: Deduper | None = None
+        self._marks = Marks(
+            lambda: client().jetstream(timeout=instance.kv_timeout),
+            instance.buckets,
+            instance.service_name,
+            lambda: service.actor_log,
+        )
         self._plain = {
             h.name: plain
             for h in handlers
@@ -342,28 +267,18 @@ class EventRunner:
         binding, handler = delivery.binding, delivery.binding.handler
         instance = self.instance
         subjects = instance.subjects
-        headers = dead_letter_headers(
-            delivery.headers,
-            service=instance.service_name,
-            handler=handler.name,
-            instance_id=instance.instance_id,
-            subject=subjects.event_of(delivery.subject),
-            stream=info.stream,
-            sequence=info.sequence,
-            deliveries=info.delivered,
-            error=error,
-        )
-        subject = subjects.dead_letter(instance.service_name, handler.name)
-        js = self._client().jetstream(timeout=instance.kv_timeout)
         try:
-            try:
-                await js.publish(subject, delivery.data, headers=headers)
-            except nats.js.errors.NoStreamResponseError:
-                await ensure_dead_letter_stream(
-                    js, subjects=subjects, buckets=instance.buckets, settings=instance.events
-                )
-                await js.publish(subject, delivery.data, headers=headers)
-        except (nats.errors.Error, TimeoutError, OSError) as exc:
+            await store_dead_letter(
+                self._client().jetstream(timeout=instance.kv_timeout),
+                instance,
+                handler.name,
+                delivery.subject,
+                delivery.data,
+                delivery.headers,
+                info,
+                error,
+            )
+        except (nats.errors.Error, AegisError, TimeoutError, OSError) as exc:
             assert handler.durable is not None
             delay = handler.durable.redelivery_delay(info.delivered)
             self.service.actor_log.error(
@@ -527,22 +442,9 @@ class EventRunner:
 
     # -- dedupe ------------------------------------------------------------------------
 
-    def _dedupe(self) -> Deduper:
-        if self._deduper is None:
-            js = self._client().jetstream(timeout=self.instance.kv_timeout)
-            self._deduper = Deduper(js, self.instance.buckets, self.instance.service_name)
-        return self._deduper
-
     async def _finished(self, handler: EventHandler, context: EventContext) -> bool:
         assert context.event_id is not None
-        try:
-            finished = await self._dedupe().finished(handler.name, context.event_id)
-        except Exception as exc:
-            # Cannot tell: run it (at least once beats at most once).
-            self.service.actor_log.warning(
-                "dedupe check failed", handler=handler.name, error=repr(exc)
-            )
-            return False
+        finished = await self._marks.finished(handler.name, context.event_id)
         if finished:
             self.stats[handler.name].deduplicated += 1
         return finished
@@ -550,14 +452,7 @@ class EventRunner:
     async def _mark(self, handler: EventHandler, context: EventContext) -> None:
         assert context.event_id is not None
         assert handler.dedupe is not None
-        try:
-            await self._dedupe().mark(handler.name, context.event_id, handler.dedupe)
-        except Exception as exc:
-            self.service.actor_log.warning(
-                "dedupe mark failed: the event may run again if delivered again",
-                handler=handler.name,
-                error=repr(exc),
-            )
+        await self._marks.mark(handler.name, context.event_id, handler.dedupe)
 
 
 _INVALID: Any = object()
