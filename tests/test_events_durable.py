@@ -24,10 +24,14 @@ from aegis_actors import (
     HeartbeatSettings,
     InstanceSettings,
     LeadershipSettings,
+    NatsCluster,
     NatsServer,
+    Subjects,
     WhichChildren,
     start_instance,
 )
+from aegis_actors._buckets import Buckets
+from aegis_actors._events.streams import ensure_dead_letter_stream
 from aegis_actors.cli import build_parser
 from tests.event_services import Audit, IdempotentLedger, Ledger, Slow
 from tests.probes import Journal, watch_logs
@@ -506,3 +510,27 @@ class TestSupervision:
             await journal.wait_for(lambda _: 20 in handled(journal), timeout=10)
         assert journal.of("entry")[-1][1] != active
         assert sorted(handled(journal)) == list(range(21))
+
+
+class TestCluster:
+    """On a JetStream cluster of three, event streams have three copies, as the buckets do."""
+
+    async def test_the_domain_and_dead_letter_streams_have_three_copies(
+        self, nats_cluster: NatsCluster, namespace: str
+    ) -> None:
+        url = nats_cluster.urls[0]
+        async with Client(
+            url=url, namespace=namespace, discovery=DiscoverySettings(mode="off")
+        ) as client:
+            stored = await client.publish_event(ADDED, {"n": 1}, durable=True)
+            js = client.nats.jetstream(timeout=10)
+            await ensure_dead_letter_stream(
+                js,
+                subjects=Subjects(namespace),
+                buckets=Buckets(namespace),
+                settings=EventsSettings(),
+            )
+            events = await js.stream_info(f"{namespace}-events-ledger")
+            dead = await js.stream_info(f"{namespace}-aegis-dead-letters")
+        assert stored.sequence == 1
+        assert (events.config.num_replicas, dead.config.num_replicas) == (3, 3)
