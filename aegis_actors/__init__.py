@@ -33,6 +33,7 @@ from aegis_actors._errors import (
     ChildSpecError,
     ConfigError,
     ErrorCode,
+    EventNotStoredError,
     KeyExistsError,
     MailboxFullError,
     NatsServerError,
@@ -50,6 +51,10 @@ from aegis_actors._errors import (
     TransportError,
 )
 from aegis_actors._eventloop import run
+from aegis_actors._events.context import EventContext, current_event
+from aegis_actors._events.options import DeliverPolicy, DurableOptions
+from aegis_actors._events.publish import Published
+from aegis_actors._events.settings import EventsSettings, StreamLimits
 from aegis_actors._instance import Instance
 from aegis_actors._instance_tree import RunningInstance, start_instance
 from aegis_actors._kv import BucketSpec, Entry, KVBucket
@@ -93,11 +98,16 @@ __all__ = [
     "ConfigurationBinding",
     "ConfigurationBindingSettings",
     "ConnectionSettings",
+    "DeliverPolicy",
     "DiscoveryMode",
     "DiscoverySettings",
     "DiscoveryStatistics",
+    "DurableOptions",
     "Entry",
     "ErrorCode",
+    "EventContext",
+    "EventNotStoredError",
+    "EventsSettings",
     "Failure",
     "HeartbeatSettings",
     "Instance",
@@ -119,6 +129,7 @@ __all__ = [
     "NoRespondersError",
     "PermissionDeniedError",
     "PortInUseError",
+    "Published",
     "Reply",
     "RequestContext",
     "RequestTimeoutError",
@@ -137,6 +148,7 @@ __all__ = [
     "StorePermissionError",
     "StoreUnavailableError",
     "Strategy",
+    "StreamLimits",
     "Subjects",
     "Supervisor",
     "SystemStatistics",
@@ -150,6 +162,7 @@ __all__ = [
     "__version__",
     "configure_logging",
     "connect",
+    "current_event",
     "current_request",
     "event",
     "rpc",

@@ -44,6 +44,8 @@ from aegis_actors._actor import Actor
 from aegis_actors._configuration.binding import ConfigurationBinding
 from aegis_actors._discovery.caller import CallOptions
 from aegis_actors._dispatch import Request, current_request
+from aegis_actors._events.messages import CoreEvent
+from aegis_actors._events.publish import Published
 from aegis_actors._instance import Instance
 from aegis_actors._leadership.models import Leadership
 from aegis_actors._models import check_version
@@ -56,7 +58,7 @@ from aegis_actors._subjects import (
     subject_matches,
 )
 from aegis_actors._transport import NatsClient
-from aegis_actors._wire import DEFAULT_MAX_REQUEST_BYTES, TRACE_ID_HEADER, encode_json
+from aegis_actors._wire import DEFAULT_MAX_REQUEST_BYTES, TRACE_ID_HEADER
 
 
 class ServiceActor(Actor):
@@ -215,15 +217,36 @@ class ServiceActor(Actor):
 
     # -- what user code calls ------------------------------------------------------
 
-    async def publish_event(self, subject: str, payload: Any = None) -> None:
+    async def publish_event(
+        self,
+        subject: str,
+        payload: Any = None,
+        *,
+        durable: bool | None = None,
+        event_id: str | None = None,
+    ) -> Published:
         """Publish `payload` (a model or JSON value) on `events.{domain}.{action}`.
 
-        Inside a handler, the request's trace id goes along (`Aegis-Trace-Id`).
+        A core event is sent and forgotten. A durable one (`durable=True`, or
+        by default when the subject's domain has a stream) is stored in the
+        domain's stream before this returns; a publish with an `event_id` the
+        stream already holds (within its duplicate window, 2 minutes by
+        default) is stored once, so retrying after an error is safe
+        (docs/guides/events.md). Inside a handler, the request's trace id
+        goes along (`Aegis-Trace-Id`).
+
+        Args:
+            durable: True: store it (making the domain's stream if missing);
+                False: a core event; None: durable if the domain has a stream.
+            event_id: the event's id (`Nats-Msg-Id`); a new ULID by default.
 
         Raises:
-            ValueError: a bad subject, one outside `published_events` (when
-                declared), or a payload that is not JSON (NaN and infinities
-                included).
+            ValueError: a bad subject or event id, one outside `published_events`
+                (when declared), or a payload that is not JSON (NaN and
+                infinities included).
+            StoreUnavailableError: a durable event got no acknowledgement (publish
+                it again with the same `event_id`).
+            EventNotStoredError: the stream refused it.
         """
         check_event_subject(subject)
         declared = self.published_events
@@ -232,13 +255,11 @@ class ServiceActor(Actor):
                 f"{subject} is not one of {type(self).__name__}.published_events "
                 f"({', '.join(declared)})"
             )
-        try:
-            data = encode_json(payload)
-        except ValueError as exc:
-            raise ValueError(f"event payload for {subject} is {exc}") from None
         request = current_request()
         headers = {TRACE_ID_HEADER: request.trace_id} if request is not None else None
-        await self.nats.publish(self.actor_instance.subjects.event(subject), data, headers=headers)
+        return await self._actor_server.events.publisher.publish(
+            subject, payload, durable=durable, event_id=event_id, headers=headers
+        )
 
     async def call(
         self, service: str, method: str, params: Any = None, **options: Unpack[CallOptions]
@@ -296,6 +317,9 @@ class ServiceActor(Actor):
     async def on_receive(self, message: Any) -> Any:
         if type(message) is Request:  # the hot path: one test
             await self._actor_server.dispatcher.serve(message)
+            return None
+        if type(message) is CoreEvent:  # the hot path of events
+            await self._actor_server.events.serve_core(message)
             return None
         if type(message) in SERVER_MESSAGES:
             return await self._actor_server.receive(message)
