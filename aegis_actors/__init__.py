@@ -33,6 +33,7 @@ from aegis_actors._errors import (
     ChildSpecError,
     ConfigError,
     ErrorCode,
+    EventNotStoredError,
     KeyExistsError,
     MailboxFullError,
     NatsServerError,
@@ -50,6 +51,10 @@ from aegis_actors._errors import (
     TransportError,
 )
 from aegis_actors._eventloop import run
+from aegis_actors._events.context import EventContext, current_event
+from aegis_actors._events.options import DeliverPolicy, DurableOptions
+from aegis_actors._events.publish import Published
+from aegis_actors._events.settings import EventsSettings, StreamLimits
 from aegis_actors._instance import Instance
 from aegis_actors._instance_tree import RunningInstance, start_instance
 from aegis_actors._kv import BucketSpec, Entry, KVBucket
@@ -97,11 +102,16 @@ __all__ = [
     "ConfigurationBindingSettings",
     "ConnectionSettings",
     "Counter",
+    "DeliverPolicy",
     "DiscoveryMode",
     "DiscoverySettings",
     "DiscoveryStatistics",
+    "DurableOptions",
     "Entry",
     "ErrorCode",
+    "EventContext",
+    "EventNotStoredError",
+    "EventsSettings",
     "Failure",
     "Gauge",
     "HeartbeatSettings",
@@ -126,6 +136,7 @@ __all__ = [
     "NoRespondersError",
     "PermissionDeniedError",
     "PortInUseError",
+    "Published",
     "Reply",
     "RequestContext",
     "RequestTimeoutError",
@@ -144,6 +155,7 @@ __all__ = [
     "StorePermissionError",
     "StoreUnavailableError",
     "Strategy",
+    "StreamLimits",
     "Subjects",
     "Supervisor",
     "SystemStatistics",
@@ -158,6 +170,7 @@ __all__ = [
     "__version__",
     "configure_logging",
     "connect",
+    "current_event",
     "current_request",
     "disable_tracing",
     "enable_metrics",

@@ -5,12 +5,13 @@ with (`subjects.Subjects`, `buckets`), in the fleet's namespace, so the
 permissions cannot drift from what the code does. Four roles:
 
 - `admin`: every management verb; call any service; `$SRV.*`; read the
-  registry and the definitions.
+  registry and the definitions; `aegis events` (consumers, resets, dead letters).
 - `viewer`: the read verbs (`get`, `list`, `history`); `$SRV.*`; read the
   registry and the definitions.
 - `client`: call any service (`aegis.rpc.>`, `aegis.inst.>`); read the registry.
 - `service:{name}`: serve only its own subjects; write only its own registry
-  and leadership keys; publish the events it declares; call other services;
+  and leadership keys; publish the events it declares (durably too); read
+  its durable handlers' streams through its own consumers; call other services;
   read the configuration bucket if it binds a configuration; use its own buckets.
 
 Common to all: replies go out through `allow_responses` (only to a request
@@ -37,6 +38,12 @@ from aegis_actors._buckets import (
 )
 from aegis_actors._connection import DEFAULT_INBOX_PREFIX
 from aegis_actors._endpoints import collect
+from aegis_actors._events.grants import (
+    DurableHandler,
+    durable_handling,
+    durable_publishing,
+    events_admin,
+)
 from aegis_actors._mgmt.actor import SERVICE_NAME as MGMT_SERVICE
 from aegis_actors._mgmt.actor import VERBS
 from aegis_actors._service import ServiceActor
@@ -63,7 +70,9 @@ class ServiceGrants:
 
     name: str
     events: tuple[tuple[str, bool], ...] = ()
-    """Event patterns it handles, and whether each is a broadcast (else a queue group)."""
+    """Core event patterns it handles, and whether each is a broadcast (else a queue group)."""
+    durable: tuple[DurableHandler, ...] = ()
+    """Its durable event handlers (they read streams: docs/guides/events.md)."""
     publishes: tuple[str, ...] = ()
     own_buckets: tuple[str, ...] = ()
     binds_configuration: bool = False
@@ -73,7 +82,12 @@ def grants_of(cls: type[ServiceActor], *, binds_configuration: bool = False) -> 
     """The grants of a service class (`binds_configuration`: a config file binds it)."""
     return ServiceGrants(
         name=cls.service_name,
-        events=tuple((e.pattern, e.broadcast) for e in collect(cls).events),
+        events=tuple((e.pattern, e.broadcast) for e in collect(cls).events if e.durable is None),
+        durable=tuple(
+            DurableHandler(e.name, e.pattern, e.broadcast, e.dedupe is not None)
+            for e in collect(cls).events
+            if e.durable is not None
+        ),
         publishes=tuple(cls.published_events),
         own_buckets=tuple(cls.own_buckets),
         binds_configuration=binds_configuration or cls.configuration_binding is not None,
@@ -189,6 +203,7 @@ def admin_role(namespace: str = "") -> Role:
             *_srv_all(),
             *read_bucket(buckets.registry),
             *read_bucket(buckets.definitions),
+            *events_admin(subjects, buckets),
         ),
         subscribe=(),
     )
@@ -244,6 +259,11 @@ def service_role(grants: ServiceGrants, namespace: str = "") -> Role:
             for p, broadcast in grants.events
         ),
     ]
+    # Publishing durably (when the domain has a stream) and durable handlers.
+    publish += durable_publishing(grants.publishes, subjects, buckets)
+    durable_publish, durable_subscribe = durable_handling(name, grants.durable, subjects, buckets)
+    publish += durable_publish
+    subscribe += durable_subscribe
     if grants.binds_configuration:
         publish += [*read_bucket(buckets.configuration), *create_bucket(buckets.configuration)]
     for bucket in grants.own_buckets:

@@ -7,10 +7,18 @@
 | `service-definitions` | `{serviceName}` | service definitions, never expire |
 | `aegis-config` | `apps.{id}`, `app-names.{name}` | applications and their name index |
 | `aegis-config` | `configs.{id}`, `config-names.{appId}.{name}` | configurations, name index |
+| `aegis-event-dedupe` | `{serviceName}.{handler}.{eventId}` | events finished (per-key TTL) |
 
 A bucket is the stream `KV_{bucket}`; key `k` is written on `$KV.{bucket}.k`.
 
-A non-empty namespace prefixes the bucket names (`{ns}-service-registry`).
+And the streams of durable events (docs/guides/events.md):
+
+| stream | subjects | what |
+| --- | --- | --- |
+| `events-{domain}` | `events.{domain}.>` | the events of one domain |
+| `aegis-dead-letters` | `aegis.dead.{serviceName}.{handler}` | events their handler gave up on |
+
+A non-empty namespace prefixes the bucket and stream names (`{ns}-service-registry`).
 """
 
 from __future__ import annotations
@@ -51,6 +59,19 @@ class Buckets:
     @property
     def configuration(self) -> str:
         return self._name("aegis-config")
+
+    @property
+    def event_dedupe(self) -> str:
+        return self._name("aegis-event-dedupe")
+
+    def event_stream(self, domain: str) -> str:
+        """The stream aegis makes for the events of `domain`."""
+        return self._name(f"events-{domain}")
+
+    @property
+    def dead_letters(self) -> str:
+        """The stream of dead letters."""
+        return self._name("aegis-dead-letters")
 
 
 def kv_stream(bucket: str) -> str:
@@ -107,6 +128,11 @@ def configuration_name_key(application_id: str, name: str) -> str:
 def configuration_names(application_id: str | None = None) -> str:
     """Key filter for the configuration names of one application, or of all."""
     return f"config-names.{application_id}.*" if application_id else "config-names.>"
+
+
+def event_dedupe_key(service: str, handler: str, event_id: str) -> str:
+    """The key that says `handler` of `service` finished the event `event_id`."""
+    return f"{service}.{handler}.{event_id}"
 
 
 APPLICATIONS: Final = "apps.*"

@@ -30,6 +30,8 @@ from aegis_actors._discovery.settings import DiscoveryMode, DiscoverySettings
 from aegis_actors._discovery.snapshot import DiscoveryCache
 from aegis_actors._discovery.tree import discovery_wiring
 from aegis_actors._errors import ActorStartError, ConfigError
+from aegis_actors._events.publish import EventPublisher, Published
+from aegis_actors._events.settings import EventsSettings
 from aegis_actors._instance import DEFAULT_KV_TIMEOUT
 from aegis_actors._registry.models import ServiceInstance
 from aegis_actors._subjects import Subjects, check_namespace, check_service_name
@@ -53,6 +55,7 @@ class Client:
         nats: ConnectionSettings | None = None,
         discovery: DiscoverySettings | None = None,
         kv_timeout: float = DEFAULT_KV_TIMEOUT,
+        events: EventsSettings | None = None,
     ) -> None:
         """Set the client up; nothing connects before `start()` (or `async with`).
 
@@ -61,7 +64,8 @@ class Client:
             namespace: the fleet's namespace (prefix of its subjects and buckets).
             nats: connection settings (credentials, TLS, ...).
             discovery: how to find and call services (watch, TTL cache, or off).
-            kv_timeout: seconds a registry read may take.
+            kv_timeout: seconds a registry read (or a durable event's publish) may take.
+            events: limits of the event streams `publish_event` makes (`[events]`).
 
         Raises:
             ConfigError: a bad namespace or timeout.
@@ -84,6 +88,13 @@ class Client:
         self._caller: Caller | None = None
         self._cache: DiscoveryCache | None = None
         self._system: ActorSystem | None = None
+        self._publisher = EventPublisher(
+            lambda: self.nats,
+            subjects=Subjects(namespace),
+            buckets=Buckets(namespace),
+            settings=events or EventsSettings(),
+            timeout=kv_timeout,
+        )
 
     async def __aenter__(self) -> Client:
         await self.start()
@@ -183,6 +194,24 @@ class Client:
         if self._caller is None:
             raise RuntimeError("the client is not started (use `async with Client(...)`)")
         return await self._caller.call(service, method, params, envelope=envelope, **options)
+
+    async def publish_event(
+        self,
+        subject: str,
+        payload: Any = None,
+        *,
+        durable: bool | None = None,
+        event_id: str | None = None,
+    ) -> Published:
+        """Publish an event, as `ServiceActor.publish_event` does (docs/guides/events.md).
+
+        Raises:
+            ValueError: a bad subject or event id, or a payload that is not JSON.
+            StoreUnavailableError: a durable event got no acknowledgement (publish
+                it again with the same `event_id`: it is stored once).
+            EventNotStoredError: the stream refused it.
+        """
+        return await self._publisher.publish(subject, payload, durable=durable, event_id=event_id)
 
     async def instances(self, service: str) -> tuple[ServiceInstance, ...]:
         """The registered instances of `service`, from the cache (read on a miss).

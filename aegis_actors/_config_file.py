@@ -14,6 +14,11 @@ strategy = "one_for_one"
 max_restarts = 3
 within_seconds = 5.0
 
+[events]                         # streams of durable events (docs/guides/events.md)
+max_age = 604800                 # keep events 7 days
+[events.domains.order]           # one domain's stream, over [events]
+max_age = 2592000
+
 [[services]]
 class = "services.trading.order:OrderService"
 instances = 2
@@ -57,6 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from aegis_actors._child_spec import Strategy
 from aegis_actors._connection import NATS_ENV, ConnectionSettings, redact, split_urls
 from aegis_actors._errors import ConfigError
+from aegis_actors._events.settings import EventsSettings
 from aegis_actors._service import ServiceActor
 from aegis_actors._settings import InstanceSettings, ServiceSettings
 from aegis_actors._subjects import check_namespace
@@ -161,6 +167,7 @@ class FleetSettings(BaseModel):
     supervisor: SupervisorSettings = Field(
         default_factory=SupervisorSettings, description="See `[supervisor]`."
     )
+    events: EventsSettings = Field(default_factory=EventsSettings, description="See `[events]`.")
     services: list[FleetServiceSettings] = Field(
         min_length=1, description="The services to run (`[[services]]`)."
     )
@@ -200,7 +207,12 @@ class LoadedService:
     def name(self) -> str:
         return self.cls.service_name
 
-    def instance_settings(self, nats: ConnectionSettings, namespace: str) -> InstanceSettings:
+    def instance_settings(
+        self,
+        nats: ConnectionSettings,
+        namespace: str,
+        events: EventsSettings | None = None,
+    ) -> InstanceSettings:
         options = self.config.model_dump(exclude={"class_path", "instances", "nats"})
         own = self.config.nats
         if own is not None:
@@ -208,7 +220,9 @@ class LoadedService:
             data = nats.model_dump()
             data.update(dict.fromkeys(CREDENTIAL_FIELDS), **own.model_dump(exclude_none=True))
             nats = ConnectionSettings.model_validate(data)
-        return InstanceSettings(**options, nats=nats, namespace=namespace)
+        return InstanceSettings(
+            **options, nats=nats, namespace=namespace, events=events or EventsSettings()
+        )
 
 
 class LoadedConfig:

@@ -145,8 +145,9 @@ class EndpointStats:
         if error is not None:
             self.num_errors += 1
             self.last_error = error
-            # "STATUS CODE: message"
-            code = error.split(" ", 2)[1].rstrip(":") if error.count(" ") >= 1 else error
+            # "STATUS CODE: message" (a request), "Type: message" (an event)
+            status, _, rest = error.partition(" ")
+            code = (rest if status.isdigit() else error).split(":", 1)[0]
             self.errors_by_code[code] = self.errors_by_code.get(code, 0) + 1
 
     @property

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, overload
 
@@ -19,7 +19,8 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 
 from aegis_actors._errors import ErrorCode, ServiceError
-from aegis_actors._subjects import check_event_subject, check_method_name
+from aegis_actors._events.options import Deliver, DurableOptions, durable_options
+from aegis_actors._subjects import check_durable_pattern, check_event_subject, check_method_name
 from aegis_actors._wire import from_validation_error, non_json_number
 
 _RPC_MARK: Final = "__aegis_rpc__"
@@ -41,6 +42,9 @@ class _RpcMark:
 class _EventMark:
     pattern: str
     broadcast: bool
+    durable: DurableOptions | None
+    max_concurrency: int
+    dedupe: int | None
 
 
 def _require_coroutine(decorator: str, func: object) -> None:
@@ -92,17 +96,69 @@ def rpc(
     return mark(func) if func is not None else mark
 
 
-def event(pattern: str, *, broadcast: bool = False) -> Callable[[F], F]:
+def event(
+    pattern: str,
+    *,
+    broadcast: bool = False,
+    durable: bool = False,
+    max_concurrency: int = 1,
+    dedupe: int | None = None,
+    max_deliver: int | None = None,
+    backoff: float | Sequence[float] | None = None,
+    ack_wait: float | None = None,
+    deliver: Deliver | str | None = None,
+    max_ack_pending: int | None = None,
+    prefetch: int | None = None,
+) -> Callable[[F], F]:
     """Handle events published on `pattern` (`events.order.*`, `events.>`).
 
     By default each event reaches one instance of the service (a queue group,
     like competing consumers); `broadcast=True` delivers it to every instance.
+    Such core events are delivered at most once: one published while no
+    instance listens, or whose handler fails, is gone.
+
+    `durable=True` reads the events from their domain's JetStream stream
+    instead: at least once, acknowledged when the handler returns,
+    redelivered after `backoff` when it raises (or after `ack_wait` when its
+    instance dies), and put in the dead letters after `max_deliver`
+    deliveries (docs/guides/events.md). The pattern must name one domain.
+
+    Args:
+        max_concurrency: events handled at once by one instance (default 1:
+            one at a time, in the order they came).
+        dedupe: skip an event whose id this handler finished within the last
+            `dedupe` seconds (whole seconds; marks are kept in a KV bucket the
+            service's instances share).
+        max_deliver, backoff, ack_wait, deliver, max_ack_pending, prefetch:
+            durable handlers only; see `DurableOptions`. `deliver` is where a
+            new consumer starts: "all" (default), "new", "last",
+            "last_per_subject", a stream sequence, or an aware datetime.
     """
     check_event_subject(pattern, pattern=True)
+    if not isinstance(max_concurrency, int) or max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
+    if dedupe is not None and (not isinstance(dedupe, int) or dedupe < 1):
+        raise ValueError(f"dedupe must be a whole number of seconds >= 1, got {dedupe!r}")
+    given = {
+        "max_deliver": max_deliver,
+        "backoff": backoff,
+        "ack_wait": ack_wait,
+        "deliver": deliver,
+        "max_ack_pending": max_ack_pending,
+        "prefetch": prefetch,
+    }
+    options = None
+    if durable:
+        check_durable_pattern(pattern)
+        options = durable_options(**given)
+    else:
+        extra = [key for key, value in given.items() if value is not None]
+        if extra:
+            raise ValueError(f"{', '.join(extra)}: options of durable handlers (add durable=True)")
 
     def mark(f: F) -> F:
         _require_coroutine("@event", f)
-        setattr(f, _EVENT_MARK, _EventMark(pattern, broadcast))
+        setattr(f, _EVENT_MARK, _EventMark(pattern, broadcast, options, max_concurrency, dedupe))
         return f
 
     return mark
@@ -142,12 +198,20 @@ class RpcEndpoint:
 
 @dataclass(slots=True)
 class EventHandler:
-    """One event subscription of a service."""
+    """One event handler of a service."""
 
+    name: str
+    """The method's name: names the handler's consumer, stats and dead letters."""
     pattern: str
     func: Handler
     broadcast: bool
     payload: TypeAdapter[Any] | None
+    durable: DurableOptions | None = None
+    """How a durable handler is delivered its events (None: core events)."""
+    max_concurrency: int = 1
+    dedupe: int | None = None
+    """Seconds within which an event id this handler finished is skipped."""
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,12 +267,18 @@ def collect(cls: type) -> Endpoints:
                     result=None if result is None else TypeAdapter(result),
                 )
             if event_mark is not None:
+                doc = (inspect.getdoc(func) or "").strip().splitlines()
                 events.append(
                     EventHandler(
-                        event_mark.pattern,
-                        func,
-                        event_mark.broadcast,
-                        _argument_adapter(func, hints),
+                        name=attr,
+                        pattern=event_mark.pattern,
+                        func=func,
+                        broadcast=event_mark.broadcast,
+                        payload=_argument_adapter(func, hints),
+                        durable=event_mark.durable,
+                        max_concurrency=event_mark.max_concurrency,
+                        dedupe=event_mark.dedupe,
+                        description=doc[0] if doc else "",
                     )
                 )
     return Endpoints(rpcs, tuple(events))

@@ -147,6 +147,21 @@ class StoreUnavailableError(StoreError, ConnectionError):
     """JetStream did not answer (server down, no quorum, timeout)."""
 
 
+class EventNotStoredError(StoreError):
+    """A durable event was not stored: its stream refused it (a limit, a bad header).
+
+    When JetStream does not answer at all, `publish_event` raises
+    `StoreUnavailableError` instead: publishing again with the same
+    `event_id` is then safe, as the stream keeps one copy of an id.
+    """
+
+    def __init__(self, subject: str, event_id: str, reason: str) -> None:
+        self.subject = subject
+        self.event_id = event_id
+        self.reason = reason
+        super().__init__(f"event {event_id} on {subject} was not stored: {reason}")
+
+
 class NoRespondersError(TransportError, ConnectionError):
     """Nobody subscribes to a request's subject (NATS status 503): the callee is gone."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aegis_actors._buckets import Buckets
+from aegis_actors._events.settings import EventsSettings
 from aegis_actors._registry.models import BoundConfiguration
 from aegis_actors._subjects import Subjects
 
@@ -39,5 +40,7 @@ class Instance:
     """The service's sticky-active group: one instance of it is ACTIVE, the others STANDBY."""
     kv_timeout: float = DEFAULT_KV_TIMEOUT
     """Seconds a KV operation may take."""
+    events: EventsSettings = field(default_factory=EventsSettings)
+    """The limits of the event streams this instance makes (`[events]`)."""
     bound_configuration: BoundConfiguration | None = None
     """Which configuration the service follows (written in its registry record)."""

@@ -10,6 +10,7 @@
 ├── leadership-watch      KVWatchActor     watches the group's leadership key (sticky-active only)
 ├── leadership            LeadershipActor  keeps the instance ACTIVE or STANDBY in its group
 ├── service               the user's ServiceActor
+├── events                EventsActor      pulls durable events for the service (if it has any)
 └── heartbeat             HeartbeatActor   (unless registration is off)
 ```
 
@@ -33,6 +34,7 @@ read lives in a `Cell` with one writer, made here for each tree:
 | `configuration` (value, revision) | configuration actor | service (at start) |
 | `serving`, `service` (its ref) | service | heartbeat; leadership, config, heartbeat |
 | `status`, `heartbeat` (its ref) | heartbeat | service; service, leadership |
+| `events` (its ref) | events | service |
 
 The instance's identity (`Instance`) is frozen; the service is handed its
 `Caller`, never looks it up.
@@ -55,7 +57,8 @@ from aegis_actors._configuration.live import WATCHED_KEYS, ConfigurationActor
 from aegis_actors._configuration.records import configuration_bucket_spec
 from aegis_actors._connection import Connection, connection_child
 from aegis_actors._discovery.tree import discovery_wiring
-from aegis_actors._endpoints import idempotent_methods
+from aegis_actors._endpoints import endpoints_of, idempotent_methods
+from aegis_actors._events.consumer import EventsActor
 from aegis_actors._instance import Instance
 from aegis_actors._leadership.models import Leadership
 from aegis_actors._leadership.tree import leadership_children
@@ -137,6 +140,7 @@ class InstancePlan:
             metadata=self.metadata,
             sticky_active_group=self.sticky_active_group,
             kv_timeout=s.kv_timeout,
+            events=s.events,
             bound_configuration=(
                 None
                 if binding is None
@@ -217,6 +221,9 @@ class _Cells:
     heartbeat: Cell[ActorRef | None] = field(
         default_factory=lambda: Cell[ActorRef | None](None, writer="heartbeat")
     )
+    events: Cell[ActorRef | None] = field(
+        default_factory=lambda: Cell[ActorRef | None](None, writer="events")
+    )
 
 
 def _configuration_children(
@@ -255,6 +262,28 @@ def _configuration_children(
     ]
 
 
+def _events_children(
+    instance: Instance, plan: InstancePlan, connection: Connection, cells: _Cells
+) -> list[ChildSpec]:
+    """`events`, when the service has durable event handlers (docs/guides/events.md)."""
+    handlers = tuple(h for h in endpoints_of(plan.service_cls).events if h.durable is not None)
+    if not handlers:
+        return []
+
+    def events() -> Actor:
+        return EventsActor(
+            instance,
+            handlers,
+            connection=connection,
+            service=cells.service,
+            serving=cells.serving,
+            events=cells.events,
+        )
+
+    # Stopping deletes its broadcast consumers: a JetStream request each.
+    return [ChildSpec("events", events, shutdown=instance.kv_timeout * (len(handlers) + 1))]
+
+
 def instance_tree(plan: InstancePlan) -> Callable[[], Supervisor]:
     """A factory of the instance's supervisor; each call wires a fresh tree."""
     instance = plan.instance
@@ -282,6 +311,7 @@ def instance_tree(plan: InstancePlan) -> Callable[[], Supervisor]:
             heartbeat=cells.heartbeat,
             serving=cells.serving,
             service=cells.service,
+            events=cells.events,
         )
 
         def service() -> Actor:
@@ -315,6 +345,7 @@ def instance_tree(plan: InstancePlan) -> Callable[[], Supervisor]:
                 watch_heartbeat=settings.discovery.watch_heartbeat,
             ),
             ChildSpec("service", service, shutdown=plan.service_cls.drain_timeout + 1.0),
+            *_events_children(instance, plan, connection, cells),
         ]
         if settings.registration:
             children.append(ChildSpec("heartbeat", heartbeat, shutdown=instance.kv_timeout + 1.0))

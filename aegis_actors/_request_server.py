@@ -18,15 +18,13 @@ a graceful stop.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import anyio
 from anyio.abc import TaskGroup
-from pydantic import ValidationError
 
 from aegis_actors._actor import serve_until
 from aegis_actors._cell import Cell, Readable
@@ -38,10 +36,12 @@ from aegis_actors._dispatch import (
     Request,
     Served,
     Unrouted,
-    _current_request,
-    request_context,
 )
 from aegis_actors._endpoints import EventHandler, endpoints_of
+from aegis_actors._errors import MailboxFullError
+from aegis_actors._events.consumer import ServiceStarted, ServingChanged
+from aegis_actors._events.messages import CoreEvent, Delivery, EventPositions, Replay
+from aegis_actors._events.runner import EventRunner
 from aegis_actors._instance import Instance
 from aegis_actors._leadership.models import Leadership, LeadershipChanged
 from aegis_actors._micro import MicroResponder
@@ -50,18 +50,7 @@ from aegis_actors._registry.heartbeat import BeatNow, HealthQuery
 from aegis_actors._registry.models import InstanceStatus
 from aegis_actors._subjects import matcher, queue_group
 from aegis_actors._telemetry import tracked
-from aegis_actors._telemetry.context import LOG_METHOD, LOG_TRACE_ID, TraceContext
-from aegis_actors._telemetry.state import TELEMETRY
 from aegis_actors._transport import Msg, NatsClient, Subscription, close_subscriptions
-from aegis_actors._wire import (
-    non_json_number,
-)
-
-if TYPE_CHECKING:
-    from aegis_actors._telemetry.otel import Handling, Tracing
-
-#: The `messaging.system` of spans (the `otel` module's, not imported here).
-MESSAGING_SYSTEM: Final = "nats"
 
 #: Messages the NATS client may hold for a subscription while the mailbox is
 #: full; past it the client drops them (slow consumer) instead of growing.
@@ -90,21 +79,22 @@ class ServiceWiring:
     subscribed to its request subjects as the ACTIVE instance)."""
     service: Cell[ActorRef | None]
     """The service's ref while it runs (siblings tell it changes, ask its health)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Event:
-    """An event on its way through the mailbox to its handler."""
-
-    subject: str
-    data: bytes
-    headers: Mapping[str, str] | None
-    handler: EventHandler
+    events: Readable[ActorRef | None]
+    """The events actor's ref while it runs (services with durable handlers)."""
 
 
 #: What `ServiceActor.on_receive` hands to `RequestServer.receive` (besides `Request`).
 SERVER_MESSAGES: Final = frozenset(
-    {_Event, Unrouted, HealthQuery, ConfigurationChanged, LeadershipChanged}
+    {
+        CoreEvent,
+        Delivery,
+        Replay,
+        EventPositions,
+        Unrouted,
+        HealthQuery,
+        ConfigurationChanged,
+        LeadershipChanged,
+    }
 )
 
 
@@ -127,6 +117,14 @@ class RequestServer:
         self._leadership: Leadership | None = None
         self.dispatcher = Dispatcher(service, self.endpoints)
         """The request path (`ServiceActor.on_receive` hands it every `Request`)."""
+        self.events = EventRunner(
+            service,
+            self.instance,
+            self.endpoints.events,
+            lambda: wiring.connection.client,
+            lambda: self.dispatcher.refusing is not None,
+        )
+        """Runs the event handlers, and publishes the service's events."""
         self._micro: MicroResponder | None = None
         self._seen = BoundValue()
         self._stack = AsyncExitStack()
@@ -135,10 +133,6 @@ class RequestServer:
         """Events published by the service, by subject (`/metrics`)."""
         self.leadership_changes = 0
         """Times the instance became ACTIVE or stopped being it (`/metrics`)."""
-        self.events_handled: dict[str, int] = {}
-        """Events handled (the handler returned or raised), by handler (`/metrics`)."""
-        self.event_errors: dict[str, int] = {}
-        """Events whose handler raised, by handler (`/metrics`)."""
 
     @property
     def nats(self) -> NatsClient:
@@ -161,13 +155,18 @@ class RequestServer:
             instance_id=instance.instance_id,
             version=instance.version,
             description=service.description or (type(service).__doc__ or "").strip().split("\n")[0],
-            endpoints=[*dispatcher.stats.values(), *(r.stats for r in dispatcher.routes.values())],
+            endpoints=[
+                *dispatcher.stats.values(),
+                *(r.stats for r in dispatcher.routes.values()),
+                *self.events.stats.values(),
+            ],
             metadata=lambda: {
                 "status": status.value.value,
                 "namespace": instance.subjects.namespace,
             },
         )
-        self._tg = dispatcher.tg = await self._stack.enter_async_context(anyio.create_task_group())
+        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+        dispatcher.tg = self.events.tg = self._tg
         # The bound configuration, read by the configuration actor that started first.
         self._seen = self.wiring.configuration.value
         self.configuration = self._seen.value
@@ -199,6 +198,11 @@ class RequestServer:
         if now.revision != self._seen.revision:
             # Changed while we started, before the configuration actor could tell us.
             ref.send_system(ConfigurationChanged(now.value, self.configuration, now.revision))
+        events = wiring.events.value
+        if events is not None:
+            # The service restarted under a running events actor: it binds its
+            # consumers to this incarnation (broadcast ones start over).
+            events.send_system(ServiceStarted())
 
     def _untrack(self) -> None:
         """Leave `/metrics` (a restarted service's new server may have replaced us)."""
@@ -225,6 +229,7 @@ class RequestServer:
             with anyio.move_on_after(service.drain_timeout) as scope:
                 await self._drain()
                 await self.dispatcher.wait_idle()
+                await self.events.wait_idle()
             if scope.cancelled_caught:
                 service.actor_log.warning(
                     "drain timed out, cancelling in-flight calls",
@@ -307,25 +312,45 @@ class RequestServer:
                 # gives every matching subscription a copy, so exact ones beside
                 # it would answer a known subject twice.
                 await subscribe(serving, f"{root}>", group, on_rooted_to(f"{root}>"))
+            if self.events.durable:
+                replays = subjects.event_replay(name)
+                accepts_replay = matcher(replays)
+
+                async def on_replay(msg: Msg) -> None:
+                    if accepts_replay(msg.subject):
+                        request = Request(msg.subject, msg.reply, msg.data, msg.headers)
+                        await ref.tell(Replay(request))
+                    else:
+                        dropped(msg, replays)
+
+                await subscribe(serving, replays, group, on_replay)
+        # Durable handlers get their events from the events actor (`_events.consumer`).
         for handler in self.endpoints.events:
+            if handler.durable is not None:
+                continue
             if not (broadcasts if handler.broadcast else requests):
                 continue
             pattern = subjects.event(handler.pattern)
             accepts = matcher(pattern)
 
-            async def on_event(
-                msg: Msg, handler: EventHandler = handler, accepts: Any = accepts
-            ) -> None:
-                if accepts(msg.subject):
-                    await ref.tell(_Event(msg.subject, msg.data, msg.headers, handler))
-                else:
-                    dropped(msg, handler.pattern)
+            def on_event(handler: EventHandler, accepts: Any) -> Any:
+                async def tell(msg: Msg) -> None:
+                    if not accepts(msg.subject):
+                        dropped(msg, handler.pattern)
+                        return
+                    event = CoreEvent(msg.subject, msg.data, msg.headers, handler)
+                    try:
+                        ref.tell_nowait(event)  # no coroutine while there is room
+                    except MailboxFullError:
+                        await ref.tell(event)
+
+                return tell
 
             await subscribe(
                 self._subs if handler.broadcast else self._serving_subs,
                 pattern,
                 "" if handler.broadcast else group,
-                on_event,
+                on_event(handler, accepts),
             )
 
     def _take_subscriptions(self) -> list[Subscription]:
@@ -356,8 +381,14 @@ class RequestServer:
     async def receive(self, message: Any) -> Any:
         """Handle one of `SERVER_MESSAGES`."""
         kind = type(message)
-        if kind is _Event:
-            await self._serve_event(message)
+        if kind is CoreEvent:
+            await self.events.serve_core(message)
+        elif kind is Delivery:
+            await self.events.serve_delivery(message)
+        elif kind is Replay:
+            await self.events.serve_replay(message, self.dispatcher.reply)
+        elif kind is EventPositions:
+            return dict(self.events.positions)
         elif kind is Unrouted:
             await self.dispatcher.serve_unrouted(message.request)
         elif kind is HealthQuery:
@@ -383,6 +414,7 @@ class RequestServer:
             heartbeat = wiring.heartbeat.value
             if heartbeat is not None:
                 heartbeat.send_system(BeatNow())
+            self._tell_events(ServingChanged())
         elif not leadership.active and serving.value:
             serving.set(False)
             self.dispatcher.standby(leadership.group, self.instance.instance_id)
@@ -391,6 +423,7 @@ class RequestServer:
             # mailbox (and is refused there) instead of timing out at the caller.
             assert self._tg is not None
             self._tg.start_soon(partial(close_subscriptions, subs, drain=True))
+            self._tell_events(ServingChanged())
         if leadership.active == self._told_active:
             return
         self._told_active = leadership.active
@@ -419,73 +452,7 @@ class RequestServer:
             self.service.actor_log.exception("health hook failed; reporting unhealthy")
             return False
 
-    # -- events ------------------------------------------------------------------------
-
-    async def _serve_event(self, event: _Event) -> None:
-        handler, service = event.handler, self.service
-        subject = self.instance.subjects.event_of(event.subject)
-        if self.dispatcher.refusing is not None and not handler.broadcast:
-            # Delivered just before this instance stepped down; the ACTIVE one
-            # handles the group's events from now on.
-            service.actor_log.warning("event dropped: instance is STANDBY", subject=subject)
-            return
-        problem = non_json_number(event.data)
-        if problem is not None:
-            service.actor_log.warning("invalid event dropped", subject=subject, error=problem)
-            return
-        try:
-            payload = None if handler.payload is None else handler.payload.validate_json(event.data)
-        except ValidationError as exc:
-            service.actor_log.warning(
-                "invalid event dropped",
-                subject=subject,
-                errors=exc.error_count(),
-                error=str(exc.errors(include_url=False)[0]["msg"]),
-            )
-            return
-        method = handler.func.__name__
-        tracing = TELEMETRY.tracing
-        context, span = request_context(
-            event.subject,
-            method,
-            event.headers,
-            None,
-            None if tracing is None else partial(self._span, tracing, event, subject),
-        )
-        token = _current_request.set(context)
-        logged = LOG_TRACE_ID.set(context.trace_id), LOG_METHOD.set(method)
-        code = None
-        self.events_handled[method] = self.events_handled.get(method, 0) + 1
-        try:
-            await handler.func(service, *(() if handler.payload is None else (payload,)))
-        except Exception as exc:
-            code = type(exc).__name__
-            self.event_errors[method] = self.event_errors.get(method, 0) + 1
-            service.actor_log.exception(
-                "event handler failed", subject=subject, trace_id=context.trace_id
-            )
-        finally:
-            LOG_METHOD.reset(logged[1])
-            LOG_TRACE_ID.reset(logged[0])
-            _current_request.reset(token)
-            if span is not None:
-                span.detach()
-                span.end(None, code)
-
-    def _span(
-        self, tracing: Tracing, event: _Event, subject: str, parent: TraceContext | None
-    ) -> Handling:
-        """The CONSUMER span of an event's handler, a child of the publisher's span."""
-        service = self.service.service_name
-        attributes: dict[str, Any] = {
-            "messaging.system": MESSAGING_SYSTEM,
-            "messaging.operation.type": "process",
-            "messaging.operation.name": "process",
-            "messaging.destination.name": subject,
-            "messaging.message.body.size": len(event.data),
-            "aegis.instance.id": self.instance.instance_id,
-            "aegis.handler": event.handler.func.__name__,
-        }
-        if not event.handler.broadcast:
-            attributes["messaging.consumer.group.name"] = queue_group(service)
-        return tracing.handle(service, f"process {subject}", parent, attributes, event=True)
+    def _tell_events(self, message: Any) -> None:
+        events = self.wiring.events.value
+        if events is not None:
+            events.send_system(message)

@@ -69,7 +69,9 @@ def plan_fleet(config: LoadedConfig, url: str | None = None) -> dict[str, list[I
     namespace = config.fleet.namespace
     return {
         service.name: [
-            plan_instance(service.cls, service.instance_settings(nats, namespace))
+            plan_instance(
+                service.cls, service.instance_settings(nats, namespace, config.fleet.events)
+            )
             for _ in range(service.config.instances)
         ]
         for service in config.services

@@ -44,6 +44,8 @@ from aegis_actors._actor import Actor
 from aegis_actors._configuration.binding import ConfigurationBinding
 from aegis_actors._discovery.caller import CallOptions
 from aegis_actors._dispatch import Request, current_request
+from aegis_actors._events.messages import CoreEvent
+from aegis_actors._events.publish import Published
 from aegis_actors._instance import Instance
 from aegis_actors._leadership.models import Leadership
 from aegis_actors._models import check_version
@@ -58,7 +60,7 @@ from aegis_actors._subjects import (
 from aegis_actors._telemetry.context import headers_for, new_root
 from aegis_actors._telemetry.state import TELEMETRY
 from aegis_actors._transport import NatsClient
-from aegis_actors._wire import DEFAULT_MAX_REQUEST_BYTES, encode_json
+from aegis_actors._wire import DEFAULT_MAX_REQUEST_BYTES
 
 
 class ServiceActor(Actor):
@@ -217,16 +219,37 @@ class ServiceActor(Actor):
 
     # -- what user code calls ------------------------------------------------------
 
-    async def publish_event(self, subject: str, payload: Any = None) -> None:
+    async def publish_event(
+        self,
+        subject: str,
+        payload: Any = None,
+        *,
+        durable: bool | None = None,
+        event_id: str | None = None,
+    ) -> Published:
         """Publish `payload` (a model or JSON value) on `events.{domain}.{action}`.
 
-        The trace goes along (`traceparent`, `Aegis-Trace-Id`): inside a
-        handler the request's; with tracing on, the publish's own span.
+        A core event is sent and forgotten. A durable one (`durable=True`, or
+        by default when the subject's domain has a stream) is stored in the
+        domain's stream before this returns; a publish with an `event_id` the
+        stream already holds (within its duplicate window, 2 minutes by
+        default) is stored once, so retrying after an error is safe
+        (docs/guides/events.md). The trace goes along (`traceparent`,
+        `Aegis-Trace-Id`): inside a handler the request's; with tracing on,
+        the publish's own PRODUCER span.
+
+        Args:
+            durable: True: store it (making the domain's stream if missing);
+                False: a core event; None: durable if the domain has a stream.
+            event_id: the event's id (`Nats-Msg-Id`); a new ULID by default.
 
         Raises:
-            ValueError: a bad subject, one outside `published_events` (when
-                declared), or a payload that is not JSON (NaN and infinities
-                included).
+            ValueError: a bad subject or event id, one outside `published_events`
+                (when declared), or a payload that is not JSON (NaN and
+                infinities included).
+            StoreUnavailableError: a durable event got no acknowledgement (publish
+                it again with the same `event_id`).
+            EventNotStoredError: the stream refused it.
         """
         check_event_subject(subject)
         declared = self.published_events
@@ -235,20 +258,18 @@ class ServiceActor(Actor):
                 f"{subject} is not one of {type(self).__name__}.published_events "
                 f"({', '.join(declared)})"
             )
-        try:
-            data = encode_json(payload)
-        except ValueError as exc:
-            raise ValueError(f"event payload for {subject} is {exc}") from None
         request = current_request()
-        full = self.actor_instance.subjects.event(subject)
         published = self._actor_server.published
         published[subject] = published.get(subject, 0) + 1
+        publish = self._actor_server.events.publisher.publish
         tracing = TELEMETRY.tracing
         if tracing is None:
             trace = new_root() if request is None else request.trace
             label = trace.trace_id if request is None else request.trace_id
-            await self.nats.publish(full, data, headers=headers_for(trace, label))
-            return
+            return await publish(
+                subject, payload, durable=durable, event_id=event_id,
+                headers=headers_for(trace, label),
+            )  # fmt: skip
         sending = tracing.send(
             self.service_name,
             f"publish {subject}",
@@ -257,17 +278,21 @@ class ServiceActor(Actor):
                 "messaging.operation.type": "send",
                 "messaging.operation.name": "publish",
                 "messaging.destination.name": subject,
-                "messaging.message.body.size": len(data),
             },
             event=True,
         )
         label = sending.trace.trace_id if request is None else request.trace_id
         try:
-            await self.nats.publish(full, data, headers=headers_for(sending.trace, label))
+            done = await publish(
+                subject, payload, durable=durable, event_id=event_id,
+                headers=headers_for(sending.trace, label),
+            )  # fmt: skip
         except BaseException as exc:
             sending.end(type(exc).__name__)
             raise
+        sending.span.set_attribute("messaging.message.id", done.event_id)
         sending.end()
+        return done
 
     async def call(
         self, service: str, method: str, params: Any = None, **options: Unpack[CallOptions]
@@ -325,6 +350,9 @@ class ServiceActor(Actor):
     async def on_receive(self, message: Any) -> Any:
         if type(message) is Request:  # the hot path: one test
             await self._actor_server.dispatcher.serve(message)
+            return None
+        if type(message) is CoreEvent:  # the hot path of events
+            await self._actor_server.events.serve_core(message)
             return None
         if type(message) in SERVER_MESSAGES:
             return await self._actor_server.receive(message)

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from aegis_actors._configuration.binding import ConfigurationBindingSettings
 from aegis_actors._connection import ConnectionSettings
 from aegis_actors._discovery.settings import DiscoverySettings
+from aegis_actors._events.settings import EventsSettings
 from aegis_actors._instance import DEFAULT_KV_TIMEOUT
 from aegis_actors._leadership.models import LeadershipSettings
 from aegis_actors._models import check_version
@@ -87,6 +88,10 @@ class InstanceSettings(ServiceSettings):
     )
     namespace: str = Field(
         "", description="Prefix of subjects and bucket names, to share a server between fleets."
+    )
+    events: EventsSettings = Field(
+        default_factory=EventsSettings,
+        description="Limits of the event streams the instance makes (a config file's `[events]`).",
     )
 
     @field_validator("namespace")

@@ -5,6 +5,8 @@
 | a method on any instance (queue group = service name) | `aegis.rpc.{service}.{method}` |
 | a method on one instance | `aegis.inst.{service}.{instanceId}.{method}` |
 | events | `events.{domain}.{action}` |
+| dead letters (stream `aegis-dead-letters`) | `aegis.dead.{service}.{handler}` |
+| a dead letter handed back to a service | `aegis.events.replay.{service}` |
 | management | `aegis.mgmt.{resource}.{verb}` |
 | NATS service protocol | `$SRV.{PING,INFO,STATS}[.{name}[.{id}]]` |
 
@@ -33,6 +35,8 @@ METHOD_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
 NAMESPACE_RE: Final = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 #: One token of a KV key (`service-leadership.{service}.{group}`), readable in logs.
 STICKY_ACTIVE_GROUP_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+#: An event domain that has a stream (`events.{domain}.*`): the stream is named after it.
+DOMAIN_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 #: A token of a subject: no dots, wildcards or whitespace.
 _TOKEN_RE: Final = re.compile(r"^[^.*>\s]+$")
 # These are checked with fullmatch(): with match(), `$` also matches before a
@@ -95,6 +99,26 @@ def check_event_subject(subject: str, *, pattern: bool = False) -> str:
             what = "pattern" if pattern else "subject (no wildcards when publishing)"
             raise ValueError(f"event {what} {subject!r} has an invalid token {token!r}")
     return subject
+
+
+def event_domain(subject: str) -> str:
+    """The domain of an event subject or pattern (`events.order.created` -> `order`)."""
+    return subject.split(".", 2)[1]
+
+
+def check_durable_pattern(pattern: str) -> str:
+    """Return the domain of a durable handler's pattern, else raise ValueError saying why.
+
+    A durable handler reads one stream, and there is one stream per domain,
+    so its pattern names the domain (`events.order.*`, not `events.*.created`).
+    """
+    domain = event_domain(check_event_subject(pattern, pattern=True))
+    if not DOMAIN_RE.fullmatch(domain):
+        raise ValueError(
+            f"durable event pattern {pattern!r} must name its domain (match {DOMAIN_RE.pattern}): "
+            "each domain's events live in a stream of their own"
+        )
+    return domain
 
 
 def check_subject(subject: str) -> str:
@@ -176,6 +200,31 @@ class Subjects:
     def event_of(self, wire_subject: str) -> str:
         """Inverse of `event`: the subject as users name it."""
         return wire_subject[len(self._pre) :]
+
+    def event_domain(self, domain: str) -> str:
+        """Every event of one domain: the subjects of its stream."""
+        return f"{self._pre}events.{domain}.>"
+
+    def event_replay(self, service: str) -> str:
+        """Where `aegis events dead replay` hands a dead letter back to a service (queue group)."""
+        return f"{self._pre}aegis.events.replay.{service}"
+
+    def dead_letter(self, service: str, handler: str) -> str:
+        """The subject of a dead letter of `service`'s `handler`."""
+        return f"{self._pre}aegis.dead.{service}.{handler}"
+
+    def dead_letters(self, service: str | None = None) -> str:
+        """Every dead letter, or those of one service: the dead-letter stream's subjects."""
+        return f"{self._pre}aegis.dead.{service}.*" if service else f"{self._pre}aegis.dead.>"
+
+
+#: JetStream's API prefix (no JetStream domain: aegis uses the account's own).
+JS_API: Final = "$JS.API"
+
+
+def consumer_next(stream: str, consumer: str) -> str:
+    """Where a pull request for the next events of a consumer goes."""
+    return f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
 
 
 def service_of(instance_id: str) -> str:

@@ -89,7 +89,9 @@ def _section(title: str, model: type[BaseModel], out: list[str]) -> None:
         key = field.alias or name
         sub = _submodel(field.annotation)
         if sub is not None:
-            nested.append((key, sub))
+            # A table of tables (`[events.domains.order]`): its key is the name.
+            is_table = typing.get_origin(field.annotation) is dict
+            nested.append((f"{key}.{{name}}" if is_table else key, sub))
             continue
         description = (field.description or "").replace("|", "\\|")
         kind = _type_name(field.annotation)

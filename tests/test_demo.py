@@ -28,6 +28,8 @@ async def test_the_tour_runs_to_completion() -> None:
     assert "update  audit-service at revision 4 again: 409 REVISION_CONFLICT, it is at 5" in out
     assert "delete  audit-service at revision 5: 204; get: 404" in out
     assert "20/20 calls succeeded right after the kill" in out
+    # Positions are rebuilt from the order stream after every risk instance restarted.
+    assert "started again: both rebuilt the same 4 positions" in " ".join(out.split())
     assert "placed 26 orders (25 accepted, 1 rejected by risk):" in out
     assert "6 one by one, then 20 right after an instance was killed" in out
     # The last act: config/secure.toml, roles enforced by the server.

@@ -384,6 +384,11 @@ class TestSpans:
         assert process.resource.attributes["service.name"] == "risk-service"
         assert process.attributes is not None
         assert process.attributes["messaging.destination.name"] == "events.order.created"
+        # A durable delivery (risk-service keeps positions from the stream): the event's id.
+        assert publish.attributes is not None
+        event_id = publish.attributes["messaging.message.id"]
+        assert process.attributes["messaging.message.id"] == event_id
+        assert process.attributes["messaging.message.delivery_attempt"] == 1
 
 
 class TestWithoutTheExtras:

@@ -461,8 +461,11 @@ class TestServiceProtocol:
             assert endpoints["add"].queue_group == "calc"
             assert endpoints["add"].metadata == {"description": "Add two integers."}
             assert set(endpoints) == {
-                "add", "conflict", "crash", "wait", "wait_concurrently", "trace"
+                "add", "conflict", "crash", "wait", "wait_concurrently", "trace", "on_calc"
             }  # fmt: skip
+            # An event handler is an endpoint too: its subject is its pattern.
+            assert endpoints["on_calc"].subject == Subjects(namespace).event("events.calc.*")
+            assert endpoints["on_calc"].metadata == {"kind": "event", "durable": "false"}
 
             reply = await nats_client.request(f"$SRV.STATS.calc.{iid}", b"", timeout=5)
             stats = micro.ServiceStats.from_dict(json.loads(reply.data))

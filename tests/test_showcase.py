@@ -11,8 +11,15 @@ import anyio
 import pytest
 from pydantic import ValidationError
 
-from aegis_actors import ActorSystem, Client, InstanceSettings, ServiceError, start_instance
-from aegis_actors._wire import from_validation_error
+from aegis_actors import (
+    ActorSystem,
+    Client,
+    InstanceSettings,
+    ServiceError,
+    Subjects,
+    start_instance,
+)
+from aegis_actors._wire import decode_reply, from_validation_error
 from services.trading.contracts import (
     Limits,
     OrderList,
@@ -152,6 +159,58 @@ class TestCommonMethods:
             with pytest.raises(ServiceError) as info:
                 await client.call("order-service", "simulate_work", {"milliseconds": 10_000})
             assert info.value.code == "VALIDATION_ERROR"
+
+
+class TestRiskRestart:
+    """Positions come from the order stream: they survive a restart of every risk instance."""
+
+    async def test_positions_after_a_full_risk_restart_equal_those_before(
+        self, instance_settings: InstanceSettings, nats_url: str
+    ) -> None:
+        namespace = instance_settings.namespace
+        pricing = instance_settings.model_copy(update={"settings": {"publish_every": 0}})
+        risk = instance_settings.model_copy(
+            update={"settings": {"max_order_notional": 1e6, "max_position_notional": 1e7}}
+        )
+
+        async def positions(client: Client, instance_id: str) -> list[dict[str, Any]]:
+            subject = Subjects(namespace).instance(instance_id, "get_positions")
+            reply = await client.nats.request(subject, b"{}", timeout=5)
+            data, _ = decode_reply(reply.data)
+            return list(data)
+
+        async def settled(client: Client, ids: list[str], expected: Any) -> None:
+            # Each instance replays the stream on its own: wait until all have.
+            with anyio.fail_after(10):
+                for instance_id in ids:
+                    while await positions(client, instance_id) != expected:
+                        await anyio.lowlevel.checkpoint()
+
+        async with ActorSystem() as system:
+            await start_instance(system, PricingService, pricing)
+            await start_instance(system, OrderService, instance_settings)
+            first = [await start_instance(system, RiskService, risk) for _ in range(2)]
+            async with Client(url=nats_url, namespace=namespace) as client:
+                await client.wait_for_instances("order-service", 1)
+                await client.wait_for_instances("risk-service", 2)
+                for symbol, side, quantity in (
+                    ("ACME", "buy", 100), ("GLOBEX", "sell", 30), ("ACME", "sell", 40),
+                ):  # fmt: skip
+                    order = {"symbol": symbol, "side": side, "quantity": quantity}
+                    placed = await client.call("order-service", "create_order", order)
+                    assert placed["status"] == "accepted"
+                before: list[dict[str, Any]] = []
+                expected = [("ACME", 60), ("GLOBEX", -30)]
+                with anyio.fail_after(10):
+                    while [(p["symbol"], p["quantity"]) for p in before] != expected:
+                        before = await positions(client, first[0].instance_id)
+                        await anyio.lowlevel.checkpoint()
+                await settled(client, [r.instance_id for r in first], before)
+
+                for running in first:
+                    await system.stop(running.ref)
+                again = [await start_instance(system, RiskService, risk) for _ in range(2)]
+                await settled(client, [r.instance_id for r in again], before)
 
 
 class TestStrictRequests:

@@ -117,6 +117,24 @@ class RuntimeCollector(Collector):
         handler_errors = _counter(
             "aegis_event_handler_errors", "Events whose handler raised.", *_SERVER, "handler"
         )
+        redelivered = _counter(
+            "aegis_event_redeliveries",
+            "Durable deliveries that were not an event's first.",
+            *_SERVER,
+            "handler",
+        )
+        retried = _counter(
+            "aegis_event_retries",
+            "Durable events a handler failed (or put off) that will come again.",
+            *_SERVER,
+            "handler",
+        )
+        dead = _counter(
+            "aegis_event_dead_letters",
+            "Durable events moved to the dead letters after their last delivery.",
+            *_SERVER,
+            "handler",
+        )
         status = _gauge(
             "aegis_instance_status",
             "1 for the instance's status (ACTIVE, STANDBY, UNHEALTHY), 0 for the others.",
@@ -163,10 +181,13 @@ class RuntimeCollector(Collector):
             capacity.add(own, queued.capacity)
             for subject, count in server.published.items():
                 published.add((*own, subject), count)
-            for handler, count in server.events_handled.items():
-                handled.add((*own, handler), count)
-            for handler, count in server.event_errors.items():
-                handler_errors.add((*own, handler), count)
+            for stats in server.events.stats.values():
+                handler = (*own, stats.name)
+                handled.add(handler, stats.num_requests)
+                handler_errors.add(handler, stats.num_errors)
+                redelivered.add(handler, stats.redelivered)
+                retried.add(handler, stats.retried)
+                dead.add(handler, stats.dead_lettered)
             current = server.wiring.status.value
             for each in InstanceStatus:
                 status.add((*own, each.value), float(each is current))
@@ -182,7 +203,8 @@ class RuntimeCollector(Collector):
                 latency.add((*own, method), histogram)
         for family in (
             requests, errors, in_flight, mailbox, capacity, published, handled,
-            handler_errors, status, changes, active, fencing, latency,
+            handler_errors, redelivered, retried, dead, status, changes, active, fencing,
+            latency,
         ):  # fmt: skip
             yield family.metric()
         yield from self._heartbeats()

@@ -8,9 +8,21 @@ from collections.abc import Sequence
 
 from aegis_actors import __version__
 from aegis_actors._logs import LEVELS, LogFormat, configure_logging
-from aegis_actors.cli import apps, auth, call, configs, instances, run, server, services, top, web
+from aegis_actors.cli import (
+    apps,
+    auth,
+    call,
+    configs,
+    events,
+    instances,
+    run,
+    server,
+    services,
+    top,
+    web,
+)
 
-_COMMANDS = (run, call, server, auth, services, instances, apps, configs, top, web)
+_COMMANDS = (run, call, server, auth, services, instances, apps, configs, events, top, web)
 
 
 def build_parser() -> argparse.ArgumentParser:

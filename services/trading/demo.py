@@ -18,7 +18,7 @@ import argparse
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -34,14 +34,20 @@ from aegis_actors import (
     LogFormat,
     ManagementClient,
     ServiceError,
+    StartChild,
+    Subjects,
+    TerminateChild,
+    WhichChildren,
     configure_logging,
     connect,
     run,
 )
 from aegis_actors._config_file import EmbeddedServerSettings, LoadedConfig, load_config
+from aegis_actors._instance_tree import instance_spec
 from aegis_actors._nats_server import port_is_free
-from aegis_actors._runtime import start_fleet, stop_fleet
+from aegis_actors._runtime import Fleet, start_fleet, stop_fleet
 from aegis_actors._web.settings import DEFAULT_PORT, WebSettings
+from aegis_actors._wire import decode_reply
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 SHOWCASE: Final = ROOT / "config" / "showcase.toml"
@@ -219,7 +225,38 @@ async def positions(client: Client) -> None:
     console.print(table)
 
 
-async def tour(url: str, namespace: str = "") -> bool:
+async def restart_risk(client: Client, system: ActorSystem, fleet: Fleet) -> None:
+    step("Restart every risk-service instance: positions come back from the order stream")
+    before = await client.call("risk-service", "get_positions", {})
+    assert fleet.root is not None
+    (risk,) = [c for c in await fleet.root.ask(WhichChildren()) if c.id == "risk-service"]
+    plans = fleet.plans["risk-service"]
+    for plan in plans:
+        await risk.ref.ask(TerminateChild(plan.instance_id), timeout=30.0)
+    console.print(f"  stopped all {len(plans)} risk-service instances (positions live in memory)")
+    for plan in plans:
+        await risk.ref.ask(StartChild(instance_spec(plan)), timeout=30.0)
+    namespace = fleet.config.fleet.namespace
+    with anyio.fail_after(20):
+        for plan in plans:
+            # Each instance replays events.order.created (a durable broadcast handler).
+            subject = Subjects(namespace).instance(plan.instance_id, "get_positions")
+            while (
+                decode_reply((await client.nats.request(subject, b"{}", timeout=5)).data)[0]
+                != before
+            ):
+                await anyio.lowlevel.checkpoint()
+    console.print(
+        f"  [green]started again: both rebuilt the same {len(before)} positions[/] from the "
+        "events.order.created stream (durable events, replayed from the start)"
+    )
+
+
+async def tour(
+    url: str,
+    namespace: str = "",
+    restart: Callable[[Client], Awaitable[None]] | None = None,
+) -> bool:
     nats = await connect(_settings(url))
     try:
         mgmt = ManagementClient(nats, namespace=namespace)
@@ -233,6 +270,8 @@ async def tour(url: str, namespace: str = "") -> bool:
             placed = await place_orders(client)
             after_kill, retries = await failover(client, url, namespace)
             await positions(client)
+            if restart is not None:
+                await restart(client)
     finally:
         await nats.close()
     step("What the tour did")
@@ -272,7 +311,9 @@ async def own_fleet(port: int, stay: bool) -> bool:
         )
         console.print(f"  web monitor: [bold]{running.web_url}[/] (open it to watch the tour)")
         try:
-            ok = await tour(running.url)
+            ok = await tour(
+                running.url, restart=lambda client: restart_risk(client, system, running)
+            )
             if stay:
                 step(f"The fleet keeps running: explore it at {running.web_url}; Ctrl-C stops it")
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -94,7 +94,11 @@ class OrderService(ShowcaseService):
         await self.orders.create(order.id, order.model_dump_json().encode())
         self.orders_placed.labels(outcome=order.status.value).inc()
         if decision.approved:
-            await self.publish_event("events.order.created", OrderCreated(order=order))
+            # Stored in the order stream before the caller hears of it; the order id
+            # is the event id, so a retried publish is stored once.
+            await self.publish_event(
+                "events.order.created", OrderCreated(order=order), durable=True, event_id=order.id
+            )
         return order
 
     @rpc(idempotent=True)

@@ -1,4 +1,9 @@
-"""`risk-service`: approves orders against notional limits and tracks positions."""
+"""`risk-service`: approves orders against notional limits and tracks positions.
+
+Positions are built from the `events.order.created` stream (a durable
+broadcast handler): every instance holds them all, and rebuilds them from the
+stream when it starts.
+"""
 
 from __future__ import annotations
 
@@ -79,7 +84,9 @@ class RiskService(ShowcaseService):
         self.limits = params
         return self.limits
 
-    @event("events.order.created", broadcast=True)
+    # Durable and broadcast: each instance reads the whole order stream from its
+    # start when it starts, so its positions survive a restart of every instance.
+    @event("events.order.created", durable=True, broadcast=True, deliver="all")
     async def on_order_created(self, event: OrderCreated) -> None:
         order = event.order
         signed = order.quantity if order.side is Side.BUY else -order.quantity
