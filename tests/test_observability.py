@@ -220,6 +220,8 @@ class TestMetrics:
             assert moved("aegis_calls_total", **calls) == 4
             assert moved("aegis_call_duration_seconds_count", **calls) == 4
             assert moved("aegis_call_duration_seconds_bucket", **calls, le="+Inf") == 4
+        assert moved("aegis_discovery_hits_total", service="order-service") >= 7
+        assert total(after, "aegis_discovery_synced", service="order-service") == 1
         client = {"service": "", "target": "pricing-service"}
         assert moved("aegis_call_errors_total", **client, code="NOT_FOUND") == 1
         assert moved("aegis_events_published_total", subject="events.order.created") == 3

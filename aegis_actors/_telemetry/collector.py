@@ -25,6 +25,15 @@ from aegis_actors._telemetry import tracked
 from aegis_actors._telemetry.histogram import LatencyHistogram
 
 _SERVER = ("service", "instance")
+#: `DiscoveryStatistics` counters -> help (exposed as `aegis_discovery_{name}_total`).
+_DISCOVERY = {
+    "hits": "Instance lookups answered from the caller's current view of the registry.",
+    "misses": "Instance lookups that had to read the registry (unknown or expired view).",
+    "stale_serves": "Calls that used a view known to be stale (watch broken, registry down).",
+    "evictions": "Instances dropped after 'no responders' (the call failed over to another).",
+    "loads": "Reads of the registry for the caller's misses.",
+    "load_failures": "Reads of the registry that failed.",
+}
 
 
 class _Family:
@@ -240,15 +249,31 @@ class RuntimeCollector(Collector):
             "Time a call() took, retries included, by called service.",
             (*_SERVER, "target"),
         )
+        discovery = {
+            field: _counter(f"aegis_discovery_{field}", help_, *_SERVER)
+            for field, help_ in _DISCOVERY.items()
+        }
+        synced = _gauge(
+            "aegis_discovery_synced",
+            "1 while the caller's view of the registry is current (its watch is live).",
+            *_SERVER,
+        )
         for caller in list(tracked.CALLERS):
             own = (caller.owner or "", caller.instance_id)
             retries.add(own, caller.retries)
+            cache = caller.cache
+            if cache is not None:
+                seen = cache.statistics()
+                for field, counter in discovery.items():
+                    counter.add(own, getattr(seen, field))
+                synced.add(own, float(seen.synced))
             for target, tally in list(caller.targets.items()):
                 calls.add((*own, target), tally.calls)
                 for code, count in tally.errors.items():
                     errors.add((*own, target, code), count)
                 latency.add((*own, target), tally.latency)
-        for family in (calls, errors, retries, latency):
+        yield latency.metric()
+        for family in (calls, errors, retries, *discovery.values(), synced):
             yield family.metric()
 
     def _actors(self) -> Iterator[Metric]:
