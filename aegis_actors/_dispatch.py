@@ -237,6 +237,8 @@ class Dispatcher:
         """Request durations by method (observed with metrics on)."""
         self.in_flight = 0
         """Requests started and not yet answered."""
+        self.refused_count: dict[str, int] = {}
+        """Requests answered without running, by reason (`standby`)."""
         self._span_attributes: dict[str, tuple[str, dict[str, Any]]] = {}
         self.instance_id = ""
         self.group = ""
@@ -300,6 +302,7 @@ class Dispatcher:
     async def serve(self, request: Request) -> None:
         """Accept (or refuse) `request`, start it, run its handler, and finish it with a reply."""
         if self.refusing is not None:
+            self.refused_count["standby"] = self.refused_count.get("standby", 0) + 1
             await self.reply(request, *self.refused)
             return
         started = time.perf_counter_ns()

@@ -108,6 +108,12 @@ class RuntimeCollector(Collector):
             "method",
             "code",
         )
+        refused = _counter(
+            "aegis_requests_refused",
+            "Requests answered without running their handler, by reason (standby).",
+            *_SERVER,
+            "reason",
+        )
         in_flight = _gauge(
             "aegis_requests_in_flight", "Requests started and not yet answered.", *_SERVER
         )
@@ -185,6 +191,8 @@ class RuntimeCollector(Collector):
                 for code, count in stats.errors_by_code.items():
                     errors.add((*own, stats.name, code), count)
             in_flight.add(own, dispatcher.in_flight)
+            for reason, count in dispatcher.refused_count.items():
+                refused.add((*own, reason), count)
             queued = server.service.actor_ref.mailbox_statistics()
             mailbox.add(own, queued.queued + queued.system_queued)
             capacity.add(own, queued.capacity)
@@ -211,7 +219,7 @@ class RuntimeCollector(Collector):
             for method, histogram in histograms.items():
                 latency.add((*own, method), histogram)
         for family in (
-            requests, errors, in_flight, mailbox, capacity, published, handled,
+            requests, errors, refused, in_flight, mailbox, capacity, published, handled,
             handler_errors, redelivered, retried, dead, status, changes, active, fencing,
             latency,
         ):  # fmt: skip
