@@ -155,7 +155,7 @@ async def _start_telemetry(fleet: Fleet) -> None:
         )
 
         providers = ServiceProviders(settings.tracing)
-        enable_tracing(providers)
+        enable_tracing(providers, sample_ratio=providers.sample_ratio)
         fleet._stack.callback(providers.shutdown)
         fleet._stack.callback(disable_tracing)
     if settings.metrics is not None:

@@ -290,7 +290,7 @@ class ServiceActor(Actor):
         except BaseException as exc:
             sending.end(type(exc).__name__)
             raise
-        sending.span.set_attribute("messaging.message.id", done.event_id)
+        sending.set_attribute("messaging.message.id", done.event_id)
         sending.end()
         return done
 

@@ -63,7 +63,8 @@ async def serve(kind: str, url: str) -> None:
             from aegis_actors._telemetry.setup import ServiceProviders
 
             ratio = 1.0 if kind == "traced" else 0.1
-            enable_tracing(ServiceProviders(TracingSettings(exporter="none", sample_ratio=ratio)))
+            providers = ServiceProviders(TracingSettings(exporter="none", sample_ratio=ratio))
+            enable_tracing(providers, sample_ratio=providers.sample_ratio)
         async with serve_metrics(port=0):
             await start_instance(system, Echo, settings)
             print("ready", flush=True)

@@ -393,6 +393,54 @@ class TestSpans:
         assert process.attributes["messaging.message.delivery_attempt"] == 1
 
 
+class TestSampling:
+    """With `sample_ratio`, aegis decides which new traces to record and follows a caller's."""
+
+    @pytest.mark.parametrize(
+        ("traceparent", "recorded"),
+        [(TRACEPARENT, True), (TRACEPARENT[:-2] + "00", False), (None, False)],
+    )
+    async def test_a_trace_is_recorded_as_its_caller_decided_or_new_ones_at_the_ratio(
+        self,
+        instance_settings: InstanceSettings,
+        nats_client: NatsClient,
+        namespace: str,
+        traceparent: str | None,
+        recorded: bool,
+    ) -> None:
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        enable_tracing(provider, sample_ratio=0.0)
+        Greeter.seen = anyio.Event()
+        try:
+            async with ActorSystem() as system:
+                await start_instance(system, Greeter, instance_settings)
+                reply = await nats_client.request(
+                    Subjects(namespace).rpc("greeter", "greet"),
+                    b"null",
+                    timeout=5,
+                    headers={"traceparent": traceparent} if traceparent else None,
+                )
+                with anyio.fail_after(5):
+                    await Greeter.seen.wait()
+        finally:
+            disable_tracing()
+        names = sorted(s.name for s in exporter.get_finished_spans())
+        if recorded:
+            assert names == [
+                "greeter/greet",
+                "process events.greeter.greeted",
+                "publish events.greeter.greeted",
+            ]
+        else:
+            assert names == []
+        trace_id = from_json(reply.data)["data"]
+        assert len(trace_id) == 32
+        if traceparent:
+            assert trace_id == TRACE_ID
+
+
 class TestWithoutTheExtras:
     """Without tracing and metrics switched on, neither library is imported, nor needed."""
 

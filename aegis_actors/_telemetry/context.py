@@ -80,9 +80,14 @@ class TraceContext(NamedTuple):
         return bool(int(self.flags, 16) & 1)
 
 
-def new_root() -> TraceContext:
-    """A trace that starts here (sampled: a service further on that records spans keeps it)."""
-    return TraceContext(new_trace_id(), new_span_id())
+#: The flags of a trace that is not recorded (`01`: recorded).
+UNSAMPLED: Final = "00"
+
+
+def new_root(flags: str = "01") -> TraceContext:
+    """A trace that starts here (sampled by default: a service further on that records
+    spans keeps it)."""
+    return TraceContext(new_trace_id(), new_span_id(), flags)
 
 
 def parse_traceparent(value: str | None, state: str | None = None) -> TraceContext | None:

@@ -17,6 +17,7 @@ OpenTelemetry's global one), so they go wherever its exporter sends them.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -35,13 +36,15 @@ from opentelemetry.trace import (
     TraceState,
 )
 
-from aegis_actors._telemetry.context import TraceContext
+from aegis_actors._dispatch import current_request
+from aegis_actors._telemetry.context import UNSAMPLED, TraceContext, new_root
 from aegis_actors._version import __version__
 
 #: The `messaging.system` of every span: requests and events travel over NATS.
 MESSAGING_SYSTEM: Final = "nats"
 RPC_SYSTEM: Final = "aegis"
 _EMPTY: Final = otel_context.Context()
+_random = random.random
 
 ProviderChoice = TracerProvider | Callable[[str], TracerProvider] | None
 
@@ -80,6 +83,9 @@ class Sending:
         self.span = span
         self.trace = _trace_of(span, None)
 
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.span.set_attribute(key, value)
+
     def end(self, code: str | None = None) -> None:
         if code is not None:
             self.span.set_attribute("error.type", code)
@@ -87,12 +93,47 @@ class Sending:
         self.span.end()
 
 
+class _UnsampledHandling(Handling):
+    """A handler run of a trace that is not recorded: no span, nothing of the SDK called."""
+
+    __slots__ = ()
+
+    def __init__(self, trace_: TraceContext) -> None:
+        self.trace = trace_
+
+    def detach(self) -> None:
+        pass
+
+    def end(self, status: int | None = None, code: str | None = None) -> None:
+        pass
+
+
+class _UnsampledSending(Sending):
+    """A call or publish of a trace that is not recorded: the context goes on, unsampled."""
+
+    __slots__ = ()
+
+    def __init__(self, trace_: TraceContext) -> None:
+        self.trace = trace_
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        pass
+
+    def end(self, code: str | None = None) -> None:
+        pass
+
+
 class Tracing:
     """Makes the spans; `TELEMETRY.tracing` once `enable_tracing` ran."""
 
-    def __init__(self, tracer_provider: ProviderChoice = None) -> None:
+    def __init__(
+        self, tracer_provider: ProviderChoice = None, sample_ratio: float | None = None
+    ) -> None:
         self._provider = tracer_provider
         self._tracers: dict[str, Tracer] = {}
+        self._ratio = sample_ratio
+        """Set: aegis decides which new traces to record (and follows a parent's
+        decision), so an unrecorded request calls nothing of OpenTelemetry."""
 
     def tracer(self, service: str | None) -> Tracer:
         """The tracer of `service` (a provider per service when given a function)."""
@@ -117,6 +158,12 @@ class Tracing:
         event: bool = False,
     ) -> Handling:
         """Start and enter the span of a handler run, a child of the sender's `parent`."""
+        if self._ratio is not None:
+            if parent is None:
+                if _random() >= self._ratio:
+                    return _UnsampledHandling(new_root(UNSAMPLED))
+            elif not parent.sampled:
+                return _UnsampledHandling(parent)
         context = _EMPTY if parent is None else _remote(parent)
         kind = SpanKind.CONSUMER if event else SpanKind.SERVER
         span = self.tracer(service).start_span(
@@ -128,6 +175,18 @@ class Tracing:
         self, service: str | None, name: str, attributes: Mapping[str, Any], *, event: bool = False
     ) -> Sending:
         """Start the span of a call or a publish, a child of the current span."""
+        if self._ratio is not None:
+            request = current_request()
+            if request is not None:
+                if not request.trace.sampled:
+                    return _UnsampledSending(request.trace)
+            elif (
+                # A new trace (no handler's, no span of the caller's own)...
+                not trace.get_current_span().get_span_context().is_valid
+                # ... that is not to be recorded.
+                and _random() >= self._ratio
+            ):
+                return _UnsampledSending(new_root(UNSAMPLED))
         kind = SpanKind.PRODUCER if event else SpanKind.CLIENT
         span = self.tracer(service).start_span(name, kind=kind, attributes=attributes)
         return Sending(span)

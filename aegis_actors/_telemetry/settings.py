@@ -51,5 +51,6 @@ class TracingSettings(BaseModel):
         ge=0,
         le=1,
         description="Share of new traces recorded; a request with a caller's `traceparent` "
-        "follows the caller's decision.",
+        "follows the caller's decision. Decided before OpenTelemetry is called: a request "
+        "that is not recorded costs nothing of it.",
     )

@@ -8,13 +8,19 @@ from aegis_actors._telemetry.settings import TracingSettings
 from aegis_actors._telemetry.state import TELEMETRY
 
 
-def enable_tracing(tracer_provider: Any = None) -> None:
+def enable_tracing(tracer_provider: Any = None, *, sample_ratio: float | None = None) -> None:
     """Make OpenTelemetry spans for calls, handlers and event deliveries in this process.
 
     `tracer_provider` is an OpenTelemetry `TracerProvider`, or a function of
     a service name returning one (a resource per service), or None for
     OpenTelemetry's global provider: its exporter sends the spans. W3C
     trace context is propagated whether or not tracing is on.
+
+    `sample_ratio` (0-1) has aegis decide which new traces to record, and
+    follow the caller's decision for the others, before calling
+    OpenTelemetry: a request that is not recorded then costs nothing of it.
+    Give it with a provider that records what it is handed (the default
+    sampler, `ParentBased(ALWAYS_ON)`); None leaves sampling to the provider.
 
     Raises:
         ImportError: OpenTelemetry is not installed (the `otel` extra).
@@ -23,7 +29,9 @@ def enable_tracing(tracer_provider: Any = None) -> None:
         from aegis_actors._telemetry.otel import Tracing
     except ImportError:
         raise ImportError("tracing needs OpenTelemetry: pip install 'aegis-actors[otel]'") from None
-    TELEMETRY.tracing = Tracing(tracer_provider)
+    if sample_ratio is not None and not 0 <= sample_ratio <= 1:
+        raise ValueError(f"sample_ratio must be from 0 to 1, got {sample_ratio!r}")
+    TELEMETRY.tracing = Tracing(tracer_provider, sample_ratio)
 
 
 def disable_tracing() -> None:
@@ -38,7 +46,7 @@ class ServiceProviders:
         """Raises ImportError: the `otel` extra, or the OTLP exporter for `otlp`, is missing."""
         try:
             from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-            from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+            from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
         except ImportError:
             raise ImportError(
                 "[tracing] needs OpenTelemetry: pip install 'aegis-actors[otel]'"
@@ -59,7 +67,10 @@ class ServiceProviders:
         else:
             exporter = _dropping_exporter()
         self._processor = BatchSpanProcessor(exporter)
-        self._sampler = ParentBased(TraceIdRatioBased(settings.sample_ratio))
+        # `enable_tracing(..., sample_ratio=)` decides which new traces are recorded,
+        # before OpenTelemetry is called; the providers record what they are given.
+        self._sampler = ParentBased(ALWAYS_ON)
+        self.sample_ratio = settings.sample_ratio
         self._providers: dict[str, Any] = {}
 
     def __call__(self, service: str) -> Any:
