@@ -110,6 +110,24 @@ class Greeter(ServiceActor):
         self.seen.set()
 
 
+async def greet(
+    settings: InstanceSettings, nats: NatsClient, namespace: str, traceparent: str | None
+) -> Any:
+    """Start a Greeter, have it greet (with `traceparent`), wait for its event handler."""
+    Greeter.seen = anyio.Event()
+    async with ActorSystem() as system:
+        await start_instance(system, Greeter, settings)
+        reply = await nats.request(
+            Subjects(namespace).rpc("greeter", "greet"),
+            b"null",
+            timeout=5,
+            headers={"traceparent": traceparent} if traceparent else None,
+        )
+        with anyio.fail_after(5):
+            await Greeter.seen.wait()
+    return reply
+
+
 class TestLogs:
     """Every line a handler writes carries the trace id and the method, the user's own too."""
 
@@ -120,17 +138,7 @@ class TestLogs:
         namespace: str,
         captured_logs: list[dict[str, Any]],
     ) -> None:
-        Greeter.seen = anyio.Event()
-        async with ActorSystem() as system:
-            await start_instance(system, Greeter, instance_settings)
-            reply = await nats_client.request(
-                Subjects(namespace).rpc("greeter", "greet"),
-                b"null",
-                timeout=5,
-                headers={"traceparent": TRACEPARENT},
-            )
-            with anyio.fail_after(5):
-                await Greeter.seen.wait()
+        reply = await greet(instance_settings, nats_client, namespace, TRACEPARENT)
         assert from_json(reply.data)["data"] == TRACE_ID
         assert reply.headers == {TRACE_ID_HEADER: TRACE_ID}
         greeting = next(line for line in captured_logs if line["event"] == "greeting")
@@ -412,18 +420,8 @@ class TestSampling:
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         enable_tracing(provider, sample_ratio=0.0)
-        Greeter.seen = anyio.Event()
         try:
-            async with ActorSystem() as system:
-                await start_instance(system, Greeter, instance_settings)
-                reply = await nats_client.request(
-                    Subjects(namespace).rpc("greeter", "greet"),
-                    b"null",
-                    timeout=5,
-                    headers={"traceparent": traceparent} if traceparent else None,
-                )
-                with anyio.fail_after(5):
-                    await Greeter.seen.wait()
+            reply = await greet(instance_settings, nats_client, namespace, traceparent)
         finally:
             disable_tracing()
         names = sorted(s.name for s in exporter.get_finished_spans())
