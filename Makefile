@@ -13,7 +13,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,fast,web]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,fast,web,metrics,otel]'
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install aegis-actors with its dev tools (quick when done)

@@ -73,6 +73,9 @@ from aegis_actors._settings import InstanceSettings, ServiceSettings
 from aegis_actors._subjects import Subjects
 from aegis_actors._supervisor import Supervisor
 from aegis_actors._system import ActorSystem, SystemStatistics
+from aegis_actors._telemetry.metrics import Counter, Gauge, Histogram, enable_metrics, serve_metrics
+from aegis_actors._telemetry.settings import MetricsSettings, TracingSettings
+from aegis_actors._telemetry.setup import disable_tracing, enable_tracing
 from aegis_actors._version import __version__
 from aegis_actors._wire import Reply
 
@@ -98,6 +101,7 @@ __all__ = [
     "ConfigurationBinding",
     "ConfigurationBindingSettings",
     "ConnectionSettings",
+    "Counter",
     "DeliverPolicy",
     "DiscoveryMode",
     "DiscoverySettings",
@@ -109,7 +113,9 @@ __all__ = [
     "EventNotStoredError",
     "EventsSettings",
     "Failure",
+    "Gauge",
     "HeartbeatSettings",
+    "Histogram",
     "Instance",
     "InstanceCallStatistics",
     "InstanceSettings",
@@ -122,6 +128,7 @@ __all__ = [
     "MailboxFullError",
     "ManagementClient",
     "ManagementService",
+    "MetricsSettings",
     "NatsCluster",
     "NatsServer",
     "NatsServerError",
@@ -156,6 +163,7 @@ __all__ = [
     "Terminated",
     "Timestamp",
     "TlsSettings",
+    "TracingSettings",
     "TransportError",
     "WhichChildren",
     "WireModel",
@@ -164,8 +172,12 @@ __all__ = [
     "connect",
     "current_event",
     "current_request",
+    "disable_tracing",
+    "enable_metrics",
+    "enable_tracing",
     "event",
     "rpc",
     "run",
+    "serve_metrics",
     "start_instance",
 ]

@@ -32,6 +32,12 @@ max_order_quantity = 1000
 
 [web]                            # optional: serve the web monitor too
 port = 8090
+
+[metrics]                        # optional: Prometheus metrics on /metrics
+port = 9464
+
+[tracing]                        # optional: OpenTelemetry spans (the `otel` extra)
+exporter = "otlp"
 ```
 
 Every mistake is a `ConfigError` naming the file, the key and what was
@@ -60,6 +66,7 @@ from aegis_actors._events.settings import EventsSettings
 from aegis_actors._service import ServiceActor
 from aegis_actors._settings import InstanceSettings, ServiceSettings
 from aegis_actors._subjects import check_namespace
+from aegis_actors._telemetry.settings import MetricsSettings, TracingSettings
 from aegis_actors._web.settings import WebSettings
 
 #: Environment variable -> key path in the file it overrides (the `[nats]` ones
@@ -169,6 +176,15 @@ class FleetSettings(BaseModel):
         description="See `[web]`: serve the web monitor from this process too (needs the "
         "`web` extra).",
     )
+    metrics: MetricsSettings | None = Field(
+        None,
+        description="See `[metrics]`: serve Prometheus metrics on `/metrics` (needs the "
+        "`metrics` extra).",
+    )
+    tracing: TracingSettings | None = Field(
+        None,
+        description="See `[tracing]`: make OpenTelemetry spans (needs the `otel` extra).",
+    )
 
     @field_validator("namespace")
     @classmethod
@@ -233,6 +249,18 @@ class LoadedConfig:
                 ]
         return [f"{path} ({key})" for key, path in named if path is not None and not path.is_file()]
 
+    def with_metrics_port(self, port: int) -> LoadedConfig:
+        """This config with `[metrics] port` set (the section added if missing).
+
+        Raises:
+            ConfigError: the `metrics` extra is not installed.
+        """
+        if not _metrics_installed():
+            raise ConfigError("--metrics-port needs its extra: pip install 'aegis-actors[metrics]'")
+        metrics = (self.fleet.metrics or MetricsSettings()).model_copy(update={"port": port})
+        fleet = self.fleet.model_copy(update={"metrics": metrics})
+        return LoadedConfig(self.path, fleet, self.services)
+
     def connection(self, url: str | None = None) -> ConnectionSettings:
         """The connection settings, with `url` filled in (for an embedded server)."""
         data = self.fleet.nats.model_dump()
@@ -267,6 +295,14 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> L
         raise ConfigError(
             f"{where}: [web] needs the web monitor's extra: pip install 'aegis-actors[web]'"
         )
+    if fleet.metrics is not None and not all(
+        importlib.util.find_spec(m) for m in ("prometheus_client", "aiohttp")
+    ):
+        raise ConfigError(
+            f"{where}: [metrics] needs its extra: pip install 'aegis-actors[metrics]'"
+        )
+    if fleet.tracing is not None and importlib.util.find_spec("opentelemetry") is None:
+        raise ConfigError(f"{where}: [tracing] needs its extra: pip install 'aegis-actors[otel]'")
     seen: dict[str, int] = {}
     for i, service in enumerate(services):
         if service.name in seen:
@@ -276,6 +312,10 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> L
             )
         seen[service.name] = i
     return LoadedConfig(path, fleet, services)
+
+
+def _metrics_installed() -> bool:
+    return all(importlib.util.find_spec(m) for m in ("prometheus_client", "aiohttp"))
 
 
 def apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:

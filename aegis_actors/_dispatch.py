@@ -23,10 +23,11 @@ are described in docs/reference/wire-protocol.md.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple, Protocol
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol
 
 import anyio
 from anyio.abc import TaskGroup
@@ -35,7 +36,15 @@ from aegis_actors._endpoints import Endpoints, RpcEndpoint, unknown_method
 from aegis_actors._errors import ErrorCode, ServiceError
 from aegis_actors._ref import ActorRef
 from aegis_actors._subjects import Subjects, check_subject, last_token
-from aegis_actors._text import accepted_trace_id
+from aegis_actors._telemetry.context import (
+    LOG_METHOD,
+    LOG_TRACE_ID,
+    TraceContext,
+    incoming,
+    new_root,
+)
+from aegis_actors._telemetry.histogram import LatencyHistogram
+from aegis_actors._telemetry.state import TELEMETRY
 from aegis_actors._transport import NatsClient
 from aegis_actors._wire import (
     DEADLINE_HEADER,
@@ -46,6 +55,9 @@ from aegis_actors._wire import (
     ok_reply_raw,
     parse_deadline,
 )
+
+if TYPE_CHECKING:
+    from aegis_actors._telemetry.otel import Handling, Tracing
 
 
 class Request(NamedTuple):
@@ -64,26 +76,44 @@ class Request(NamedTuple):
 
 @dataclass(slots=True)
 class RequestContext:
-    """The request a handler is serving: read it with `current_request()`."""
+    """The request (or event) a handler is serving: read it with `current_request()`."""
 
     subject: str
     method: str
     headers: Mapping[str, str] | None
     deadline: float | None
     """Unix time (seconds) after which the caller no longer waits, from `Aegis-Deadline`."""
-    _trace_id: str | None = None
-
-    @property
-    def trace_id(self) -> str:
-        """The caller's `Aegis-Trace-Id` (if short and printable), or a new one for this request."""
-        if self._trace_id is None:
-            header = self.headers.get(TRACE_ID_HEADER) if self.headers else None
-            self._trace_id = accepted_trace_id(header)
-        return self._trace_id
+    trace: TraceContext
+    """The W3C trace context that calls and events made while serving it pass on."""
+    trace_id: str
+    """The id log lines and replies show (`Aegis-Trace-Id`): the W3C trace id, or the
+    caller's own `Aegis-Trace-Id` if it sent one without `traceparent`."""
 
     def remaining(self) -> float | None:
         """Seconds until the deadline (negative once past), None without a deadline."""
         return None if self.deadline is None else self.deadline - time.time()
+
+
+def request_context(
+    subject: str,
+    method: str,
+    headers: Mapping[str, str] | None,
+    deadline: float | None,
+    handling: Callable[[TraceContext | None], Handling] | None = None,
+) -> tuple[RequestContext, Handling | None]:
+    """The context of a request or event, and its span (`handling`: with tracing on).
+
+    Without a span the caller's W3C context is passed on as received
+    (docs/operations/observing.md); without one either, a trace starts here.
+    """
+    parent, legacy = incoming(headers)
+    if handling is None:
+        trace = parent or new_root()
+        span = None
+    else:
+        span = handling(parent)
+        trace = span.trace
+    return RequestContext(subject, method, headers, deadline, trace, legacy or trace.trace_id), span
 
 
 _current_request: ContextVar[RequestContext | None] = ContextVar("aegis_request", default=None)
@@ -106,6 +136,8 @@ class EndpointStats:
     num_errors: int = 0
     last_error: str = ""
     processing_time: int = 0
+    errors_by_code: dict[str, int] = field(default_factory=dict)
+    """Error replies by error code (`/metrics`)."""
 
     def record(self, elapsed_ns: int, error: str | None = None) -> None:
         self.num_requests += 1
@@ -113,6 +145,10 @@ class EndpointStats:
         if error is not None:
             self.num_errors += 1
             self.last_error = error
+            # "STATUS CODE: message" (a request), "Type: message" (an event)
+            status, _, rest = error.partition(" ")
+            code = (rest if status.isdigit() else error).split(":", 1)[0]
+            self.errors_by_code[code] = self.errors_by_code.get(code, 0) + 1
 
     @property
     def average_processing_time(self) -> int:
@@ -197,10 +233,24 @@ class Dispatcher:
         self._idle.set()
         self.tg: TaskGroup | None = None
         """Where calls with `max_concurrency` run (the server's task group, once started)."""
+        self.latency: dict[str, LatencyHistogram] = {}
+        """Request durations by method (observed with metrics on)."""
+        self.in_flight = 0
+        """Requests started and not yet answered."""
+        self.refused_count: dict[str, int] = {}
+        """Requests answered without running, by reason (`standby`)."""
+        self._span_attributes: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.instance_id = ""
+        self.group = ""
+        self.own_prefix = "-"
+        """The prefix of the instance's own subjects (requests there bypass the queue group)."""
 
-    def configure(self, subjects: Subjects, group: str) -> None:
+    def configure(self, subjects: Subjects, group: str, instance_id: str = "") -> None:
         """Build the routes, the counters and the limits (at start, before `on_start`)."""
         name = self.service.service_name
+        self.instance_id, self.group = instance_id, group
+        if instance_id:
+            self.own_prefix = subjects.instance_all(instance_id)[:-1]
         rpcs = self.endpoints.rpc.values()
         self._limiters = {
             e.name: anyio.Semaphore(e.max_concurrency) for e in rpcs if e.max_concurrency > 1
@@ -209,6 +259,7 @@ class Dispatcher:
             e.name: EndpointStats(e.name, subjects.rpc(name, e.name), group, e.description)
             for e in rpcs
         }
+        self.latency = {e.name: LatencyHistogram() for e in rpcs}
         self.routes = self._extra_routes(group)
 
     @property
@@ -251,6 +302,7 @@ class Dispatcher:
     async def serve(self, request: Request) -> None:
         """Accept (or refuse) `request`, start it, run its handler, and finish it with a reply."""
         if self.refusing is not None:
+            self.refused_count["standby"] = self.refused_count.get("standby", 0) + 1
             await self.reply(request, *self.refused)
             return
         started = time.perf_counter_ns()
@@ -309,17 +361,30 @@ class Dispatcher:
     ) -> None:
         headers = request.headers
         deadline = parse_deadline(headers.get(DEADLINE_HEADER)) if headers else None
-        context = RequestContext(request.subject, endpoint.name, headers, deadline)
+        tracing = TELEMETRY.tracing
+        context, span = request_context(
+            request.subject,
+            endpoint.name,
+            headers,
+            deadline,
+            None if tracing is None else partial(self._span, tracing, endpoint.name, request),
+        )
+        trace_id = context.trace_id
+        self.in_flight += 1
         token = _current_request.set(context)
-        reply_headers: dict[str, str] | None = None
+        # Every log line of the handler (the user's own too) carries the trace id.
+        logged = LOG_TRACE_ID.set(trace_id), LOG_METHOD.set(endpoint.name)
+        reply_headers = {TRACE_ID_HEADER: trace_id}
         failure: str | None = None
+        status = code = None
         try:
             body = await self._call_handler(endpoint, request.data, deadline)
         except ServiceError as exc:
             failure = f"{exc.status} {exc.code}: {exc.message}"
+            status, code = exc.status, exc.code
             body, reply_headers = error_reply(exc)
+            reply_headers[TRACE_ID_HEADER] = trace_id
         except Exception as exc:
-            trace_id = context.trace_id
             self.service.actor_log.exception(
                 "handler failed", method=endpoint.name, trace_id=trace_id
             )
@@ -327,11 +392,37 @@ class Dispatcher:
                 ErrorCode.INTERNAL, f"internal error (trace id {trace_id})", traceId=trace_id
             )
             failure = f"500 INTERNAL: {type(exc).__name__}"
+            status, code = 500, ErrorCode.INTERNAL.value
             body, reply_headers = error_reply(error)
+            reply_headers[TRACE_ID_HEADER] = trace_id
         finally:
+            LOG_METHOD.reset(logged[1])
+            LOG_TRACE_ID.reset(logged[0])
             _current_request.reset(token)
+            if span is not None:
+                span.detach()
         failure = await self.reply(request, body, reply_headers) or failure
-        stats.record(time.perf_counter_ns() - started, failure)
+        self.in_flight -= 1
+        elapsed = time.perf_counter_ns() - started
+        stats.record(elapsed, failure)
+        if TELEMETRY.metrics:
+            self.latency[endpoint.name].observe_ns(elapsed)
+        if span is not None:
+            span.end(status, code)
+
+    def _span(
+        self, tracing: Tracing, method: str, request: Request, parent: TraceContext | None
+    ) -> Handling:
+        service = self.service.service_name
+        subject = request.subject
+        known = self._span_attributes.get(subject)
+        if known is None:  # once per subject: they are the routes' (unknown ones are 404s)
+            from aegis_actors._telemetry.otel import server_attributes
+
+            group = None if subject.startswith(self.own_prefix) else self.group
+            attributes = server_attributes(service, method, self.instance_id, subject, group)
+            known = self._span_attributes[subject] = (f"{service}/{method}", attributes)
+        return tracing.handle(service, known[0], parent, known[1])
 
     async def _call_handler(
         self, endpoint: RpcEndpoint, data: bytes, deadline: float | None

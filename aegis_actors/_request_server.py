@@ -49,6 +49,7 @@ from aegis_actors._ref import ActorRef
 from aegis_actors._registry.heartbeat import BeatNow, HealthQuery
 from aegis_actors._registry.models import InstanceStatus
 from aegis_actors._subjects import matcher, queue_group
+from aegis_actors._telemetry import tracked
 from aegis_actors._transport import Msg, NatsClient, Subscription, close_subscriptions
 
 #: Messages the NATS client may hold for a subscription while the mailbox is
@@ -128,6 +129,10 @@ class RequestServer:
         self._seen = BoundValue()
         self._stack = AsyncExitStack()
         self._tg: TaskGroup | None = None
+        self.published: dict[str, int] = {}
+        """Events published by the service, by subject (`/metrics`)."""
+        self.leadership_changes = 0
+        """Times the instance became ACTIVE or stopped being it (`/metrics`)."""
 
     @property
     def nats(self) -> NatsClient:
@@ -138,7 +143,12 @@ class RequestServer:
     async def prepare(self) -> None:
         """Build routes, limits and `$SRV` answers; read the configuration (before `on_start`)."""
         service, instance, dispatcher = self.service, self.instance, self.dispatcher
-        dispatcher.configure(instance.subjects, queue_group(service.service_name))
+        dispatcher.configure(
+            instance.subjects, queue_group(service.service_name), instance.instance_id
+        )
+        caller = self.wiring.caller
+        caller.owner, caller.instance_id = service.service_name, instance.instance_id
+        tracked.SERVERS[instance.instance_id] = self
         status = self.wiring.status
         self._micro = MicroResponder(
             name=service.service_name,
@@ -194,8 +204,14 @@ class RequestServer:
             # consumers to this incarnation (broadcast ones start over).
             events.send_system(ServiceStarted())
 
+    def _untrack(self) -> None:
+        """Leave `/metrics` (a restarted service's new server may have replaced us)."""
+        if tracked.SERVERS.get(self.instance.instance_id) is self:
+            del tracked.SERVERS[self.instance.instance_id]
+
     async def abort(self) -> None:
         """Undo `prepare` and `open` after a failed start."""
+        self._untrack()
         await close_subscriptions(self._take_subscriptions())
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
@@ -206,6 +222,7 @@ class RequestServer:
         wiring, service = self.wiring, self.service
         wiring.service.set(None)
         wiring.serving.set(False)
+        self._untrack()
         try:
             if self._micro is not None:
                 await self._micro.stop()
@@ -410,6 +427,7 @@ class RequestServer:
         if leadership.active == self._told_active:
             return
         self._told_active = leadership.active
+        self.leadership_changes += 1
         service.actor_log.info(
             "leadership changed", active=leadership.active, revision=leadership.revision
         )

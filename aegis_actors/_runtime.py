@@ -51,6 +51,8 @@ class Fleet:
     web: ActorRef | None = None
     """The web monitor's tree, with `[web]`."""
     web_url: str | None = None
+    metrics_url: str | None = None
+    """Where `/metrics` is served, with `[metrics]`."""
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @property
@@ -128,15 +130,42 @@ async def start_fleet(system: ActorSystem, config: LoadedConfig) -> Fleet:
         config, ",".join(config.connection(url).servers), plan_fleet(config, url), server=server
     )
     try:
+        # Before the instances start: they read the switches when they do.
+        await _start_telemetry(fleet)
         spec = fleet_tree(config, fleet.plans)
         fleet.root = await system.spawn(spec.start, name=spec.id, shutdown=spec.shutdown)
         if config.fleet.web is not None:
             await _start_web(system, fleet, url)
     except BaseException:
+        await fleet._stack.aclose()
         if server is not None:
             await anyio.to_thread.run_sync(server.close)
         raise
     return fleet
+
+
+async def _start_telemetry(fleet: Fleet) -> None:
+    """`[metrics]`: serve `/metrics`; `[tracing]`: a tracer provider per service, one exporter."""
+    settings = fleet.config.fleet
+    if settings.tracing is not None:
+        from aegis_actors._telemetry.setup import (  # the `otel` extra (checked at load)
+            ServiceProviders,
+            disable_tracing,
+            enable_tracing,
+        )
+
+        providers = ServiceProviders(settings.tracing)
+        enable_tracing(providers, sample_ratio=providers.sample_ratio)
+        fleet._stack.callback(providers.shutdown)
+        fleet._stack.callback(disable_tracing)
+    if settings.metrics is not None:
+        from aegis_actors._telemetry.server import serve_metrics  # the `metrics` extra
+
+        metrics = settings.metrics
+        fleet.metrics_url = await fleet._stack.enter_async_context(
+            serve_metrics(metrics.host, metrics.port)
+        )
+        log.info("metrics served", url=fleet.metrics_url)
 
 
 async def _start_web(system: ActorSystem, fleet: Fleet, url: str | None) -> None:
@@ -162,6 +191,7 @@ async def stop_fleet(system: ActorSystem, fleet: Fleet) -> None:
         await system.stop(fleet.web)
     if fleet.root is not None and fleet.root.is_alive:
         await system.stop(fleet.root)
+    await fleet._stack.aclose()
     if fleet.server is not None:
         await anyio.to_thread.run_sync(fleet.server.close)
 

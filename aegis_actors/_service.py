@@ -57,8 +57,10 @@ from aegis_actors._subjects import (
     check_sticky_active_group,
     subject_matches,
 )
+from aegis_actors._telemetry.context import headers_for, new_root
+from aegis_actors._telemetry.state import TELEMETRY
 from aegis_actors._transport import NatsClient
-from aegis_actors._wire import DEFAULT_MAX_REQUEST_BYTES, TRACE_ID_HEADER
+from aegis_actors._wire import DEFAULT_MAX_REQUEST_BYTES
 
 
 class ServiceActor(Actor):
@@ -232,8 +234,9 @@ class ServiceActor(Actor):
         domain's stream before this returns; a publish with an `event_id` the
         stream already holds (within its duplicate window, 2 minutes by
         default) is stored once, so retrying after an error is safe
-        (docs/guides/events.md). Inside a handler, the request's trace id
-        goes along (`Aegis-Trace-Id`).
+        (docs/guides/events.md). The trace goes along (`traceparent`,
+        `Aegis-Trace-Id`): inside a handler the request's; with tracing on,
+        the publish's own PRODUCER span.
 
         Args:
             durable: True: store it (making the domain's stream if missing);
@@ -256,10 +259,40 @@ class ServiceActor(Actor):
                 f"({', '.join(declared)})"
             )
         request = current_request()
-        headers = {TRACE_ID_HEADER: request.trace_id} if request is not None else None
-        return await self._actor_server.events.publisher.publish(
-            subject, payload, durable=durable, event_id=event_id, headers=headers
+        published = self._actor_server.published
+        published[subject] = published.get(subject, 0) + 1
+        publish = self._actor_server.events.publisher.publish
+        tracing = TELEMETRY.tracing
+        if tracing is None:
+            trace = new_root() if request is None else request.trace
+            label = trace.trace_id if request is None else request.trace_id
+            return await publish(
+                subject, payload, durable=durable, event_id=event_id,
+                headers=headers_for(trace, label),
+            )  # fmt: skip
+        sending = tracing.send(
+            self.service_name,
+            f"publish {subject}",
+            {
+                "messaging.system": "nats",
+                "messaging.operation.type": "send",
+                "messaging.operation.name": "publish",
+                "messaging.destination.name": subject,
+            },
+            event=True,
         )
+        label = sending.trace.trace_id if request is None else request.trace_id
+        try:
+            done = await publish(
+                subject, payload, durable=durable, event_id=event_id,
+                headers=headers_for(sending.trace, label),
+            )  # fmt: skip
+        except BaseException as exc:
+            sending.end(type(exc).__name__)
+            raise
+        sending.set_attribute("messaging.message.id", done.event_id)
+        sending.end()
+        return done
 
     async def call(
         self, service: str, method: str, params: Any = None, **options: Unpack[CallOptions]

@@ -55,6 +55,7 @@ from aegis_actors._child_spec import (
 from aegis_actors._errors import ActorStartError, ChildSpecError, RestartIntensityError
 from aegis_actors._mailbox import Mailbox
 from aegis_actors._ref import ActorRef
+from aegis_actors._telemetry import tracked
 
 # -- internal -----------------------------------------------------------------
 
@@ -138,6 +139,7 @@ class Supervisor(Actor):
         self._children: dict[str, _Child] = {}
         self._restarts: tuple[float, ...] = ()
         self._stack = AsyncExitStack()
+        tracked.SUPERVISORS.add(self)
         self._tg: TaskGroup | None = None
 
     # -- lifecycle ------------------------------------------------------------
@@ -194,6 +196,10 @@ class Supervisor(Actor):
         else:
             return await super().on_receive(message)
         return None
+
+    def restart_counts(self) -> dict[str, int]:
+        """Restarts of each current child so far (for `/metrics`)."""
+        return {c.spec.id: c.restart_count for c in self._children.values()}
 
     # -- machinery ----------------------------------------------------------------
 

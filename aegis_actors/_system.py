@@ -30,6 +30,7 @@ from aegis_actors._child_spec import (
 from aegis_actors._mailbox import DEFAULT_CAPACITY, Mailbox
 from aegis_actors._ref import ActorRef
 from aegis_actors._supervisor import Supervisor
+from aegis_actors._telemetry import tracked
 
 log = structlog.get_logger("aegis_actors.system")
 
@@ -60,6 +61,7 @@ class ActorSystem:
     def __init__(self, name: str = "aegis") -> None:
         self.name = name
         self._dead_letters = 0
+        tracked.SYSTEMS.add(self)
         self._tg: TaskGroup | None = None
         self._guardian: ActorRef | None = None
         self._guardian_run: Incarnation | None = None

@@ -16,9 +16,8 @@ Three pure functions guard the three ways text from a client reaches a person:
 - `printable` escapes, for a terminal, whatever a table cannot show as is
   (`printable_json` the same for JSON): data stored before these rules, or
   written straight into KV by another client, never reaches the terminal raw.
-- `accepted_trace_id` keeps a caller's trace id only when it is short and
-  made of the characters trace ids use; any other value is replaced by a
-  fresh id rather than echoed into replies and logs.
+- `TRACE_ID` is what a caller's own trace id may be (`_telemetry.context`
+  keeps it only then): any other value would be echoed into replies and logs.
 
 The rules are in docs/reference/management-api.md ("Text fields").
 """
@@ -26,7 +25,6 @@ The rules are in docs/reference/management-api.md ("Text fields").
 from __future__ import annotations
 
 import re
-import secrets
 import unicodedata
 from typing import Final, NamedTuple
 
@@ -159,19 +157,3 @@ def printable_json(text: str) -> str:
     if text.isascii() and text.isprintable():
         return text
     return "".join(_json_escape(c) if _refused(c) and c not in "\n\t\r" else c for c in text)
-
-
-def new_trace_id() -> str:
-    """A fresh trace id: 16 hex digits."""
-    return secrets.token_hex(8)
-
-
-def accepted_trace_id(header: str | None) -> str:
-    """The caller's trace id if it is 1-128 characters of `[A-Za-z0-9._:+/=@-]`, else a new one.
-
-    A trace id is echoed in replies and logs: a 20 KB value, or one holding
-    ESC, would be echoed whole into both.
-    """
-    if header and TRACE_ID.fullmatch(header):
-        return header
-    return new_trace_id()

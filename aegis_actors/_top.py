@@ -1,8 +1,9 @@
 """`aegis top`: a live view of a fleet, from any NATS URL, with no management actor needed.
 
 Each refresh reads the registry (instances, status, heartbeat age), the
-service definitions, and every instance's `$SRV.STATS` (requests, errors);
-call rates are the difference between two refreshes. Sampling and drawing
+service definitions, and every instance's `$SRV.STATS` (requests, errors,
+processing time); call rates and mean latencies are the differences
+between two refreshes (the first shows the mean since the instance started). Sampling and drawing
 are separate, so the drawing is a pure function of a `FleetView` (tests
 compare its text).
 """
@@ -52,6 +53,9 @@ class InstanceView:
     errors: int | None
     rate: float | None
     """Calls per second since the previous sample (None on the first)."""
+    latency: float | None = None
+    """Mean seconds per request since the previous sample (on the first: since start;
+    None without requests)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +81,7 @@ class FleetSampler:
 
     client: NatsClient
     namespace: str = ""
-    _previous: dict[str, tuple[float, int]] = field(default_factory=dict)
+    _previous: dict[str, tuple[float, int, int]] = field(default_factory=dict)
 
     async def sample(self) -> FleetView:
         buckets = Buckets(self.namespace)
@@ -104,22 +108,26 @@ class FleetSampler:
         return FleetView(now, connected_url(self.client), self.namespace, services, problem)
 
     def _view(
-        self, instance: ServiceInstance, now: datetime, stats: tuple[int, int] | None
+        self, instance: ServiceInstance, now: datetime, stats: tuple[int, int, int] | None
     ) -> InstanceView:
         age = max(0.0, (now - instance.last_heartbeat).total_seconds())
         if stats is None:
             return InstanceView(instance, age, None, None, None)
-        requests, errors = stats
+        requests, errors, busy_ns = stats
         rate = None
         clock = time.monotonic()
         previous = self._previous.get(instance.instance_id)
+        served, spent = requests, busy_ns
         if previous is not None and clock > previous[0]:
             rate = max(0, requests - previous[1]) / (clock - previous[0])
-        self._previous[instance.instance_id] = (clock, requests)
-        return InstanceView(instance, age, requests, errors, rate)
+            if requests >= previous[1]:  # else the instance restarted: since start
+                served, spent = requests - previous[1], busy_ns - previous[2]
+        self._previous[instance.instance_id] = (clock, requests, busy_ns)
+        latency = spent / served / 1e9 if served > 0 else None
+        return InstanceView(instance, age, requests, errors, rate, latency)
 
-    async def _stats(self, instances: list[ServiceInstance]) -> dict[str, tuple[int, int]]:
-        found: dict[str, tuple[int, int]] = {}
+    async def _stats(self, instances: list[ServiceInstance]) -> dict[str, tuple[int, int, int]]:
+        found: dict[str, tuple[int, int, int]] = {}
 
         async def ask(instance: ServiceInstance) -> None:
             subject = control(ControlVerb.STATS, instance.service_name, instance.instance_id)
@@ -129,6 +137,7 @@ class FleetSampler:
                 found[instance.instance_id] = (
                     sum(int(e.get("num_requests", 0)) for e in endpoints),
                     sum(int(e.get("num_errors", 0)) for e in endpoints),
+                    sum(int(e.get("processing_time", 0)) for e in endpoints),
                 )
             except Exception:  # no answer, or not a micro service: shown as "?"
                 return
@@ -164,6 +173,14 @@ def _number(value: float | int | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _latency(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 0.01:
+        return f"{seconds * 1000:.2f}ms"
+    return f"{seconds * 1000:.0f}ms" if seconds < 10 else f"{seconds:.0f}s"
+
+
 def render(view: FleetView) -> RenderableType:
     """The frame for `view`: a header, then one small table per service (fits 80 columns)."""
     count = sum(len(s.instances) for s in view.services)
@@ -190,11 +207,11 @@ def render(view: FleetView) -> RenderableType:
         )
         for column, justify in (
             ("INSTANCE", "left"), ("STATUS", "left"), ("VERSION", "left"), ("BEAT", "right"),
-            ("RATE/S", "right"), ("REQS", "right"), ("ERRS", "right"),
+            ("RATE/S", "right"), ("LATENCY", "right"), ("REQS", "right"), ("ERRS", "right"),
         ):  # fmt: skip
             table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
         if not service.instances:
-            table.add_row(Text("no instances", style="dim"), "", "", "", "", "", "")
+            table.add_row(Text("no instances", style="dim"), "", "", "", "", "", "", "")
         for item in service.instances:
             status = item.instance.status
             table.add_row(
@@ -203,6 +220,7 @@ def render(view: FleetView) -> RenderableType:
                 Text(printable(item.instance.version)),
                 _age(item.heartbeat_age),
                 _number(item.rate, 1),
+                _latency(item.latency),
                 _number(item.requests),
                 Text(_number(item.errors), style="red" if item.errors else ""),
             )

@@ -43,6 +43,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
 from aegis_actors._client import Client
@@ -136,6 +137,11 @@ def nats_cluster() -> Iterator[NatsCluster]:
 
 @pytest.fixture
 def captured_logs() -> Iterator[list[MutableMapping[str, Any]]]:
-    """Every log line of the test, as a dict (`event`, `log_level` and the bound keys)."""
-    with capture_logs() as lines:
+    """Every log line of the test, as a dict (`event`, `log_level` and the bound keys).
+
+    Context variables are merged in, as `configure_logging` does: a line
+    written while a request or event is handled has its `trace_id` and
+    `method`, and every line the `actor` that wrote it.
+    """
+    with capture_logs(processors=[merge_contextvars]) as lines:
         yield lines

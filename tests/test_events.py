@@ -16,6 +16,7 @@ from aegis_actors._errors import ConfigError
 from aegis_actors._events.context import EventContext, parse_ack_subject
 from aegis_actors._events.flow import nak
 from aegis_actors._events.streams import ConsumerSpec, consumer_name
+from aegis_actors._telemetry.context import new_root
 
 
 class TestDeclaring:
@@ -115,10 +116,13 @@ class TestWire:
         )  # fmt: skip
 
     def test_retry_later_is_for_durable_events(self) -> None:
-        core = EventContext("events.order.created", "on_order", None, None)
+        trace = new_root()
+        core = EventContext("events.order.created", "on_order", None, None, trace, trace.trace_id)
         with pytest.raises(RuntimeError, match="needs a durable event"):
             core.retry_later(1)
-        durable = EventContext("x", "on_order", None, None, stream="events-order", sequence=1)
+        durable = EventContext(
+            "x", "on_order", None, None, trace, trace.trace_id, stream="events-order", sequence=1
+        )
         durable.retry_later(2)
         assert durable._retry_after == 2.0
 

@@ -302,13 +302,16 @@ class TestTraceAndEvents:
             await journal.wait_for(lambda events: any(e[0] == "event" for e in events))
         assert journal.of("event") == [("event", running.instance_id, 3, "abc")]
 
-    async def test_without_a_trace_id_one_is_made(
+    async def test_without_a_trace_id_a_w3c_one_is_made_and_sent_back(
         self, settings: InstanceSettings, nats_client: Client, namespace: str
     ) -> None:
         async with ActorSystem() as system:
             await start_instance(system, Calc, settings)
-            reply, _ = await request(nats_client, Subjects(namespace).rpc("calc", "trace"))
-        assert len(reply["data"]) == 16
+            reply, headers = await request(nats_client, Subjects(namespace).rpc("calc", "trace"))
+        trace_id = reply["data"]
+        assert len(trace_id) == 32
+        assert int(trace_id, 16)
+        assert headers == {TRACE_ID_HEADER: trace_id}
 
     async def test_each_event_reaches_one_instance_of_the_service(
         self, settings: InstanceSettings, nats_client: Client, namespace: str, journal: Journal

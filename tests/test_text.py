@@ -12,15 +12,15 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from aegis_actors._configuration.requests import CreateApplication, UpdateConfiguration
+from aegis_actors._dispatch import request_context
 from aegis_actors._mgmt.models import CreateService, UpdateService
 from aegis_actors._text import (
     REFUSED_CATEGORIES,
-    accepted_trace_id,
     printable,
     printable_json,
     unsafe_character,
 )
-from aegis_actors._wire import from_validation_error
+from aegis_actors._wire import TRACE_ID_HEADER, from_validation_error
 
 HOSTILE = [
     ("\x00", "U+0000"),
@@ -153,13 +153,15 @@ class TestTraceIds:
         ],
     )
     def test_usual_ids_are_kept(self, trace_id: str) -> None:
-        assert accepted_trace_id(trace_id) == trace_id
+        context, _ = request_context("s", "m", {TRACE_ID_HEADER: trace_id}, None)
+        assert context.trace_id == trace_id
 
     @pytest.mark.parametrize(
         "trace_id", [None, "", "a" * 129, "a\x1b[2Jb", "x" * 20_000, "a b", "é", "a\nb", "a\u202e"]
     )
     def test_others_are_replaced_by_a_fresh_id(self, trace_id: str | None) -> None:
-        fresh = accepted_trace_id(trace_id)
+        headers = None if trace_id is None else {TRACE_ID_HEADER: trace_id}
+        fresh = request_context("s", "m", headers, None)[0].trace_id
         assert fresh != trace_id
-        assert len(fresh) == 16
-        assert accepted_trace_id(fresh) == fresh
+        assert len(fresh) == 32
+        assert request_context("s", "m", {TRACE_ID_HEADER: fresh}, None)[0].trace_id == fresh

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
@@ -88,6 +90,11 @@ class TestTop:
         assert sum(i.requests or 0 for i in quote_view.instances) == 4
         assert sum(i.errors or 0 for i in quote_view.instances) == 1
         assert all(i.rate is not None for i in quote_view.instances)
+        assert "LATENCY" in text
+        served = [i for i in quote_view.instances if i.requests]
+        assert served
+        assert all(i.latency is not None and i.latency > 0 for i in served)
+        assert any(re.search(r"\d+(\.\d+)?ms", line) for line in lines)
         assert "services, 3 instances" in text
 
 

@@ -8,7 +8,8 @@ One caller serves an instance (all its actors) or a `Client`. A call
 2. picks an instance by the service's strategy among those the view says may
    be called (not UNHEALTHY; not STANDBY in a sticky-active service);
 3. sends the request to `aegis.inst.{service}.{instanceId}.{method}`, with
-   `Aegis-Deadline` and, inside a handler, the handler's `Aegis-Trace-Id`;
+   `Aegis-Deadline` and the trace context (`traceparent`, `Aegis-Trace-Id`:
+   inside a handler, the handler's trace; with tracing on, the call's span);
 4. on "no responders" evicts the instance and tries another, within the same
    deadline; once every cached instance failed it rereads the registry once;
 5. never retries after an error reply (the call may have had effects), and
@@ -31,8 +32,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, TypedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, TypedDict
 
 import anyio
 from pydantic_core import from_json
@@ -51,15 +52,21 @@ from aegis_actors._errors import (
 )
 from aegis_actors._requester import Requester
 from aegis_actors._subjects import Subjects, check_method_name, check_service_name
+from aegis_actors._telemetry import tracked
+from aegis_actors._telemetry.context import headers_for, new_root
+from aegis_actors._telemetry.histogram import LatencyHistogram
+from aegis_actors._telemetry.state import TELEMETRY
 from aegis_actors._transport import Msg, NatsClient
 from aegis_actors._wire import (
     DEADLINE_HEADER,
     NOT_SERVED_HEADER,
-    TRACE_ID_HEADER,
     deadline_header,
     decode_reply,
     encode_json,
 )
+
+if TYPE_CHECKING:
+    from aegis_actors._telemetry.otel import Sending
 
 _NULL: Final = b"null"
 #: Per-instance counters kept at most for this many instances (a long-lived
@@ -97,6 +104,16 @@ class _Tally:
     calls: int = 0
     failures: int = 0
     total_ns: int = 0
+
+
+@dataclass(slots=True)
+class TargetTally:
+    """What one caller's calls to one service did (for `/metrics`)."""
+
+    calls: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    """Calls that raised, by error code (or exception type)."""
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +184,12 @@ class Caller:
         self.calls = 0
         self.failed = 0
         self.retries = 0
+        self.targets: dict[str, TargetTally] = {}
+        """Calls, errors and latency by called service (kept with metrics or tracing on)."""
+        self.owner: str | None = None
+        """The service whose instance calls through this caller (None: a `Client`)."""
+        self.instance_id = ""
+        tracked.CALLERS.add(self)
 
     async def call(
         self,
@@ -193,6 +216,55 @@ class Caller:
             ValueError: a bad service or method name, timeout, or params that
                 are not JSON or too large for the server.
         """
+        tracing = TELEMETRY.tracing
+        if tracing is None and not TELEMETRY.metrics:
+            return await self._call(
+                service, method, params, timeout, idempotent, discovery, envelope, None
+            )
+        # Metrics and spans: around the call, so the call body stays the hot path's.
+        sending = (
+            None
+            if tracing is None
+            else tracing.send(self.owner, f"{service}/{method}", _call_attributes(service, method))
+        )
+        target = self.targets.get(service) or self._new_target(service)
+        target.calls += 1
+        started = time.perf_counter_ns()
+        code: str | None = None
+        try:
+            return await self._call(
+                service, method, params, timeout, idempotent, discovery, envelope, sending
+            )
+        except ServiceError as exc:
+            code = exc.code
+            raise
+        except BaseException as exc:
+            code = type(exc).__name__
+            raise
+        finally:
+            target.latency.observe_ns(time.perf_counter_ns() - started)
+            if code is not None:
+                target.errors[code] = target.errors.get(code, 0) + 1
+            if sending is not None:
+                sending.end(code)
+
+    def _new_target(self, service: str) -> TargetTally:
+        if len(self.targets) >= MAX_TRACKED_INSTANCES:
+            self.targets.clear()
+        tally = self.targets[service] = TargetTally()
+        return tally
+
+    async def _call(
+        self,
+        service: str,
+        method: str,
+        params: Any,
+        timeout: float | None,
+        idempotent: bool,
+        discovery: bool,
+        envelope: bool,
+        sending: Sending | None,
+    ) -> Any:
         # The hot path: one coroutine, dict lookups, no mailbox; every line
         # here costs every call (see bench/discovery.py).
         route = self._routes.get((service, method)) or self._new_route(service, method)
@@ -200,10 +272,16 @@ class Caller:
             timeout = self._timeout
         elif not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-        headers: dict[str, str] = {}
         request = current_request()
+        if sending is not None:
+            trace = sending.trace
+            headers = headers_for(trace, trace.trace_id if request is None else request.trace_id)
+        elif request is not None:
+            headers = headers_for(request.trace, request.trace_id)
+        else:
+            trace = new_root()
+            headers = headers_for(trace, trace.trace_id)
         if request is not None:
-            headers[TRACE_ID_HEADER] = request.trace_id
             left = request.remaining()
             if left is not None and left < timeout:
                 if left <= 0:
@@ -412,6 +490,17 @@ class Caller:
             instances=instances,
             discovery=self.cache.statistics() if self.cache is not None else None,
         )
+
+
+def _call_attributes(service: str, method: str) -> dict[str, Any]:
+    """RPC and messaging attributes of a call's span."""
+    return {
+        "rpc.system": "aegis",
+        "rpc.service": service,
+        "rpc.method": method,
+        "messaging.system": "nats",
+        "messaging.operation.type": "send",
+    }
 
 
 def _not_served(msg: Msg) -> bool:

@@ -20,8 +20,8 @@ While a handler runs, `current_event()` gives its `EventContext`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import nats.errors
@@ -48,8 +48,13 @@ from aegis_actors._events.messages import CoreEvent, Delivery, EventStats, Repla
 from aegis_actors._events.publish import EventPublisher
 from aegis_actors._instance import Instance
 from aegis_actors._subjects import queue_group
+from aegis_actors._telemetry.context import LOG_METHOD, LOG_TRACE_ID, incoming, new_root
+from aegis_actors._telemetry.state import TELEMETRY
 from aegis_actors._transport import NatsClient
 from aegis_actors._wire import error_reply, non_json_number, ok_reply
+
+if TYPE_CHECKING:
+    from aegis_actors._telemetry.otel import Handling, Tracing
 
 
 class EventRunner:
@@ -147,19 +152,19 @@ class EventRunner:
         if payload is _INVALID:
             return
         headers = event.headers
-        context = EventContext(
+        context = _context(
             event.subject,
-            handler.name,
+            handler,
             headers,
-            None,
-            None,
-            headers.get(EVENT_ID_HEADER) if headers else None,
+            event_id=headers.get(EVENT_ID_HEADER) if headers else None,
         )
-        if handler.dedupe is not None or handler.max_concurrency > 1:
+        if handler.dedupe is not None or handler.max_concurrency > 1 or TELEMETRY.tracing:
             await self._start(self._run_core, handler, context, payload)
             return
         started = time.perf_counter_ns()
         token = _current_request.set(context)
+        # Every log line of the handler (the user's own too) carries the trace id.
+        logged = LOG_TRACE_ID.set(context.trace_id), LOG_METHOD.set(handler.name)
         try:
             if adapter is None:
                 await handler.func(self.service)
@@ -170,6 +175,8 @@ class EventRunner:
         else:
             error = None
         finally:
+            LOG_METHOD.reset(logged[1])
+            LOG_TRACE_ID.reset(logged[0])
             _current_request.reset(token)
         self.stats[handler.name].record(time.perf_counter_ns() - started, error)
 
@@ -214,11 +221,10 @@ class EventRunner:
             await self._dead_letter(delivery, info, self._invalid)
             return
         headers = delivery.headers
-        context = EventContext(
+        context = _context(
             delivery.subject,
-            handler.name,
+            handler,
             headers,
-            None,
             event_id=headers.get(EVENT_ID_HEADER) if headers else None,
             delivered=info.delivered,
             stream=info.stream,
@@ -330,11 +336,10 @@ class EventRunner:
             value = headers.get(key, "")
             return int(value) if value.isdigit() else 0
 
-        context = EventContext(
+        context = _context(
             subject,
-            handler.name,
+            handler,
             headers,
-            None,
             event_id=headers.get(EVENT_ID_HEADER),
             delivered=number(DELIVERIES_HEADER) + 1,
             stream=headers.get(STREAM_HEADER),
@@ -389,18 +394,52 @@ class EventRunner:
         return _INVALID
 
     async def _call(self, handler: EventHandler, context: EventContext, payload: Any) -> str | None:
-        """Run the handler; the error text if it raised."""
+        """Run the handler (in its span, with tracing on); the error text if it raised."""
+        tracing = TELEMETRY.tracing
+        span = None if tracing is None else self._span(tracing, handler, context)
         token = _current_request.set(context)
+        logged = LOG_TRACE_ID.set(context.trace_id), LOG_METHOD.set(handler.name)
+        error = None
         try:
             if handler.payload is None:
                 await handler.func(self.service)
             else:
                 await handler.func(self.service, payload)
         except Exception as exc:
-            return self._failed(handler, context, exc)
+            error = self._failed(handler, context, exc)
         finally:
+            LOG_METHOD.reset(logged[1])
+            LOG_TRACE_ID.reset(logged[0])
             _current_request.reset(token)
-        return None
+            if span is not None:
+                span.detach()
+        if span is not None:
+            span.end(None, None if error is None else error.split(":", 1)[0])
+        return error
+
+    def _span(self, tracing: Tracing, handler: EventHandler, context: EventContext) -> Handling:
+        """Start the CONSUMER span of a delivery, a child of the publisher's span."""
+        parent, legacy = incoming(context.headers)
+        subject = self.instance.subjects.event_of(context.subject)
+        service = self.service.service_name
+        attributes: dict[str, Any] = {
+            "messaging.system": "nats",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.destination.name": subject,
+            "aegis.instance.id": self.instance.instance_id,
+            "aegis.handler": handler.name,
+        }
+        if context.event_id:
+            attributes["messaging.message.id"] = context.event_id
+        if context.stream is not None:
+            attributes["messaging.message.delivery_attempt"] = context.delivered
+        if not handler.broadcast:
+            attributes["messaging.consumer.group.name"] = queue_group(service)
+        span = tracing.handle(service, f"process {subject}", parent, attributes, event=True)
+        context.trace = span.trace
+        context.trace_id = legacy or span.trace.trace_id
+        return span
 
     def _failed(self, handler: EventHandler, context: EventContext, exc: Exception) -> str:
         """Log a handler's exception; return its text."""
@@ -457,6 +496,17 @@ class EventRunner:
 
 _INVALID: Any = object()
 _TYPED: Any = object()
+
+
+def _context(
+    subject: str, handler: EventHandler, headers: Mapping[str, str] | None, **event: Any
+) -> EventContext:
+    """The context of an event: the publisher's trace (or a new one) and the event's facts."""
+    parent, legacy = incoming(headers)
+    trace = parent or new_root()
+    return EventContext(
+        subject, handler.name, headers, None, trace, legacy or trace.trace_id, **event
+    )
 
 
 def _plain_json(schema: Any) -> Any:

@@ -43,6 +43,7 @@ from aegis_actors._models import utc_now
 from aegis_actors._ref import ActorRef
 from aegis_actors._registry.models import InstanceStatus, ServiceInstance
 from aegis_actors._registry.store import registry_bucket_spec
+from aegis_actors._telemetry import tracked
 
 
 class HeartbeatSettings(BaseModel):
@@ -146,12 +147,17 @@ class HeartbeatActor(Actor):
         self._bucket: KVBucket | None = None
         self._revision: int | None = None
         self._failures = 0
+        self.beats = 0
+        """Heartbeats written (for `/metrics`)."""
+        self.failed_beats = 0
+        """Heartbeats the store did not take (for `/metrics`)."""
         self._degraded = False
         self._backoff = Backoff(base=settings.retry_min, cap=settings.interval)
         self._next: object | None = None
 
     async def on_start(self) -> None:
         self.heartbeat.set(self.actor_ref)
+        tracked.HEARTBEATS[self.instance.instance_id] = self
         await self._beat()
 
     async def on_receive(self, message: Any) -> Any:
@@ -177,6 +183,7 @@ class HeartbeatActor(Actor):
             # look the bucket up again (and create it) at the next attempt.
             self._bucket = None
             self._failures += 1
+            self.failed_beats += 1
             delay = self._backoff.delay(self._failures - 1)
             self.actor_log.warning(
                 "heartbeat failed", error=str(exc), failures=self._failures, retry_in=delay
@@ -187,6 +194,7 @@ class HeartbeatActor(Actor):
                 self.actor_log.error("heartbeats keep failing: instance is UNHEALTHY")
             self._schedule(delay)
             return
+        self.beats += 1
         if self._failures:
             self.actor_log.info("heartbeat recovered", after_failures=self._failures)
         self._failures = 0
@@ -272,6 +280,8 @@ class HeartbeatActor(Actor):
             )
 
     async def on_stop(self) -> None:
+        if tracked.HEARTBEATS.get(self.instance.instance_id) is self:
+            del tracked.HEARTBEATS[self.instance.instance_id]
         if self.heartbeat.value is self.actor_ref:
             self.heartbeat.set(None)
         if self._revision is None or self._bucket is None:

@@ -12,6 +12,7 @@ from aegis_actors._errors import ConfigError
 from aegis_actors._eventloop import run as run_loop
 from aegis_actors._runtime import Fleet, run_fleet
 from aegis_actors._text import plural
+from aegis_actors.cli._client import integer
 
 
 def register(commands: Any) -> None:
@@ -26,12 +27,21 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--check", action="store_true", help="validate the file (and import the classes) only"
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=integer(0, 65535),
+        metavar="PORT",
+        help="serve Prometheus metrics on this port (/metrics; 0 picks a free one): "
+        "sets [metrics] port",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
+        if args.metrics_port is not None:
+            config = config.with_metrics_port(args.metrics_port)
     except ConfigError as exc:
         print(f"aegis run: {exc}", file=sys.stderr)
         return 2
@@ -58,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     async def ready(running: Fleet) -> None:
         names = ", ".join(f"{s.name} x{s.config.instances}" for s in config.services)
         web = f"; web monitor at {running.web_url}" if running.web_url else ""
+        if running.metrics_url:
+            web += f"; metrics at {running.metrics_url}"
         print(
             f"aegis: {plural(running.instance_count, 'instance')} running ({names}) against "
             f"{redact(running.url)}{web}; Ctrl-C stops them",

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, Field
 from ulid import ULID
 
-from aegis_actors import BucketSpec, ErrorCode, KVBucket, ServiceError, rpc
+from aegis_actors import BucketSpec, Counter, ErrorCode, Histogram, KVBucket, ServiceError, rpc
 from services.trading.common import ShowcaseService
 from services.trading.contracts import (
     Order,
@@ -36,6 +36,13 @@ class OrderService(ShowcaseService):
     own_buckets = ("orders",)
     version = "1.0.0"
     Settings = OrderSettings
+
+    orders_placed = Counter("trading_orders", "Orders placed, by outcome.", ["outcome"])
+    quote_age = Histogram(
+        "trading_quote_age_seconds",
+        "Age of the quote an order is priced with, once risk has judged the order.",
+        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+    )
 
     async def on_start(self) -> None:
         self.config: OrderSettings = self.settings
@@ -72,6 +79,8 @@ class OrderService(ShowcaseService):
                 timeout=self.config.call_timeout,
             )
         )
+        now = datetime.now(UTC)
+        self.quote_age.observe((now - quote.at).total_seconds())
         order = Order(
             id=str(ULID()),
             symbol=params.symbol,
@@ -80,9 +89,10 @@ class OrderService(ShowcaseService):
             price=price,
             status=OrderStatus.ACCEPTED if decision.approved else OrderStatus.REJECTED,
             reason=decision.reason,
-            created_at=datetime.now(UTC),
+            created_at=now,
         )
         await self.orders.create(order.id, order.model_dump_json().encode())
+        self.orders_placed.labels(outcome=order.status.value).inc()
         if decision.approved:
             # Stored in the order stream before the caller hears of it; the order id
             # is the event id, so a retried publish is stored once.

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from aegis_actors import ErrorCode, ServiceError, rpc
+from aegis_actors import Counter, ErrorCode, ServiceError, rpc
 from services.trading.common import ShowcaseService
 from services.trading.contracts import PriceRequest, PricesRequest, PriceUpdated, Quote
 
@@ -43,6 +43,8 @@ class PricingService(ShowcaseService):
     version = "1.0.0"
     Settings = PricingSettings
 
+    quotes_served = Counter("trading_quotes", "Quotes served, by symbol.", ["symbol"])
+
     async def on_start(self) -> None:
         self.config: PricingSettings = self.settings
         if self.config.publish_every > 0:
@@ -61,6 +63,7 @@ class PricingService(ShowcaseService):
         phase = zlib.crc32(symbol.encode()) % 1000 / 1000 * 2 * math.pi
         mid = reference * (1 + self.config.swing * math.sin(time.time() / 60 + phase))
         half = mid * self.config.spread / 2
+        self.quotes_served.labels(symbol=symbol).inc()
         return Quote(
             symbol=symbol, bid=round(mid - half, 4), ask=round(mid + half, 4), at=datetime.now(UTC)
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from aegis_actors import event, rpc
+from aegis_actors import Counter, Gauge, event, rpc
 from services.trading.common import ShowcaseService
 from services.trading.contracts import (
     Limits,
@@ -35,6 +35,11 @@ class RiskService(ShowcaseService):
     version = "1.0.0"
     Settings = RiskSettings
 
+    decisions = Counter("trading_risk_decisions", "Orders judged, by decision.", ["decision"])
+    position_notional = Gauge(
+        "trading_position_notional", "Notional of the position in a symbol, signed.", ["symbol"]
+    )
+
     async def on_start(self) -> None:
         settings: RiskSettings = self.settings
         self.limits = Limits(
@@ -51,18 +56,21 @@ class RiskService(ShowcaseService):
         current = self.positions.get(params.symbol)
         after = abs(((current.quantity if current else 0) + signed) * params.price)
         if notional > self.limits.max_order_notional:
+            self.decisions.labels(decision="rejected").inc()
             return RiskDecision(
                 approved=False,
                 reason=f"order notional {notional:,.2f} over {self.limits.max_order_notional:,.2f}",
                 exposure=after,
             )
         if after > self.limits.max_position_notional:
+            self.decisions.labels(decision="rejected").inc()
             return RiskDecision(
                 approved=False,
                 reason=f"position notional {after:,.2f} over "
                 f"{self.limits.max_position_notional:,.2f}",
                 exposure=after,
             )
+        self.decisions.labels(decision="approved").inc()
         return RiskDecision(approved=True, reason="within limits", exposure=after)
 
     @rpc(idempotent=True)
@@ -84,6 +92,7 @@ class RiskService(ShowcaseService):
         signed = order.quantity if order.side is Side.BUY else -order.quantity
         current = self.positions.get(order.symbol)
         quantity = (current.quantity if current else 0) + signed
-        self.positions[order.symbol] = Position(
+        position = self.positions[order.symbol] = Position(
             symbol=order.symbol, quantity=quantity, notional=round(quantity * order.price, 2)
         )
+        self.position_notional.labels(symbol=order.symbol).set(position.notional)
